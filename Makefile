@@ -1,0 +1,53 @@
+# The two commands a newcomer runs: `make demo` and `make test`. Each creates .venv and
+# installs what it needs. Without DATABASE_URL both use an embedded PostgreSQL.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-dev
+# mypy's Django plugin imports the test settings, which need some DATABASE_URL; it never connects.
+MYPY_DB := $(if $(DATABASE_URL),$(DATABASE_URL),postgresql://localhost/mypy)
+PY312 := $(shell pyenv prefix 3.12 2>/dev/null)
+
+.PHONY: help venv test pytest lint format demo serve tox clean
+
+help:
+	@echo "make demo   - run the queue demo (embedded PostgreSQL unless DATABASE_URL is set)"
+	@echo "make test   - lint, type-check and run the whole test suite"
+	@echo "make serve  - serve the example project's admin on http://127.0.0.1:8000/admin/"
+	@echo "make tox    - run the suite on Django 5.2 (py3.11) and Django 6.1 (py3.12)"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+venv: $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	DATABASE_URL=$(MYPY_DB) $(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+pytest: $(STAMP)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test: lint pytest
+
+demo: $(STAMP)
+	cd example_project && ../$(BIN)/python manage.py demo
+
+serve: $(STAMP)
+	cd example_project && ../$(BIN)/python manage.py migrate --verbosity 0 && \
+		../$(BIN)/python manage.py runserver 127.0.0.1:8000
+
+tox: $(STAMP)
+	$(BIN)/pip install --quiet --disable-pip-version-check 'tox>=4'
+	PATH="$(if $(PY312),$(PY312)/bin:,)$$PATH" $(BIN)/tox $(TOX_ARGS)
+
+clean:
+	rm -rf $(VENV) .tox .mypy_cache .ruff_cache .pytest_cache example_project/.pgdata

@@ -1,0 +1,277 @@
+"""Consumer: claims messages from one queue and settles them (archive, delete, fail, release)."""
+
+from __future__ import annotations
+
+import random
+import threading
+import traceback
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from django.db import connections, transaction
+
+from . import conf, sql
+from ._async import async_twin
+from .exceptions import InvalidInput
+from .models import Archive, Message, Queue, Worker
+from .queues import QueueRef
+from .validation import positive_int, seconds, serialize_payload
+
+#: Longest error text kept (a traceback of a deep recursion can be megabytes).
+MAX_ERROR_CHARS = 65_536
+#: Upper bound of one claim, so a typo cannot lock a whole queue in one statement.
+MAX_BATCH_SIZE = 10_000
+
+
+def backoff_delay(attempt: int) -> float:
+    """Seconds before retry number ``attempt`` (1-based): exponential, capped, jittered."""
+    base = float(conf.get("RETRY_BACKOFF_BASE"))
+    cap = float(conf.get("RETRY_BACKOFF_MAX"))
+    jitter = float(conf.get("RETRY_JITTER"))
+    delay = min(cap, base * 2.0 ** max(0, min(attempt - 1, 62)))
+    return max(0.0, delay * (1.0 + random.uniform(-jitter, jitter)))
+
+
+def error_text(error: BaseException | str) -> str:
+    """An error as stored: the full traceback for exceptions, the text otherwise."""
+    if isinstance(error, BaseException):
+        text = "".join(traceback.format_exception(error))
+    else:
+        text = str(error)
+    text = text.replace("\x00", "\\x00")
+    if len(text) > MAX_ERROR_CHARS:
+        text = text[: MAX_ERROR_CHARS - 40] + "\n... [truncated]\n" + text[-20:]
+    return text
+
+
+MessageRef = int | Message
+
+
+class Consumer:
+    """Claims messages from one queue under a lease and settles the ones it holds.
+
+    A claimed message stays invisible to other consumers for the lease (``lock_time``, by
+    default the queue's ``visibility_timeout``); when the lease runs out it can be claimed
+    again. ``archive``, ``delete``, ``fail``, ``release`` and ``extend_visibility`` act only on
+    messages this consumer holds: once another consumer has claimed a message (or an operator
+    released it) they return False for it.
+
+    Pass a registered :class:`~pgqrs_django.models.Worker` as ``worker`` to record who holds
+    each message (the worker runtime does); without one the consumer is anonymous.
+    """
+
+    def __init__(
+        self, queue: Queue | str, worker: Worker | None = None, *, using: str | None = None
+    ) -> None:
+        self.using = using or conf.database()
+        self._queue = QueueRef(queue, self.using)
+        self.worker = worker
+        # msg id -> lease token (the read_ct our claim produced).
+        self._leases: dict[int, int] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def queue(self) -> Queue:
+        """The queue row, looked up on first use (so constructing needs no database)."""
+        return self._queue.get()
+
+    def __repr__(self) -> str:
+        return f"<Consumer queue={self._queue.name!r} worker={self.worker_name or None!r}>"
+
+    @property
+    def worker_name(self) -> str:
+        return self.worker.name if self.worker is not None else ""
+
+    # -- claiming -----------------------------------------------------------------------
+
+    def dequeue(self, lock_time: float | None = None) -> Message | None:
+        """Claim the next visible message (highest priority, then oldest), or None."""
+        batch = self.dequeue_batch(1, lock_time=lock_time)
+        return batch[0] if batch else None
+
+    def dequeue_batch(self, n: int | None = None, lock_time: float | None = None) -> list[Message]:
+        """Claim up to ``n`` visible messages (``DEFAULT_BATCH_SIZE`` by default) in one round
+        trip. Each stays invisible to others for ``lock_time`` seconds."""
+        limit = positive_int(
+            n if n is not None else int(conf.get("DEFAULT_BATCH_SIZE")),
+            "batch size",
+            maximum=MAX_BATCH_SIZE,
+        )
+        lock = seconds(
+            lock_time if lock_time is not None else self.queue.visibility_timeout,
+            "lock time",
+            allow_zero=False,
+        )
+        worker_id = self.worker.pk if self.worker is not None else None
+        with connections[self.using].cursor() as cursor:
+            rows = sql.claim(cursor, self.queue.pk, limit, lock, worker_id)
+        messages = sql.rows_to_messages(rows, self.using)
+        with self._lock:
+            for message in messages:
+                self._leases[message.id] = message.read_ct
+        return messages
+
+    # -- lease bookkeeping ----------------------------------------------------------------
+
+    def holds(self, msg: MessageRef) -> bool:
+        """Whether this consumer claimed ``msg`` and has not settled it (local knowledge; the
+        lease may still have been taken over since)."""
+        pk = msg.pk if isinstance(msg, Message) else msg
+        return pk in self._leases
+
+    def _lease(self, msg: MessageRef) -> tuple[int, int] | None:
+        if isinstance(msg, Message):
+            return (msg.pk, msg.read_ct)
+        if isinstance(msg, bool) or not isinstance(msg, int):
+            raise InvalidInput(f"message id must be an int or a Message, not {msg!r}")
+        token = self._leases.get(msg)
+        return None if token is None else (msg, token)
+
+    def _settle(self, msgs: Sequence[MessageRef], done: set[int]) -> list[bool]:
+        """Forget the leases of ``msgs`` (settled or lost) and report which were ``done``."""
+        out = []
+        with self._lock:
+            for msg in msgs:
+                pk = msg.pk if isinstance(msg, Message) else msg
+                self._leases.pop(pk, None)
+                out.append(pk in done)
+        return out
+
+    def _on_held(
+        self,
+        msgs: list[MessageRef],
+        statement: Callable[[Any, int, list[tuple[int, int]]], set[int]],
+    ) -> list[bool]:
+        """Run a holder-only statement on the messages we hold a lease for (one round trip,
+        none if we hold none) and forget all of their leases."""
+        leases = [lease for lease in map(self._lease, msgs) if lease is not None]
+        done: set[int] = set()
+        if leases:
+            with connections[self.using].cursor() as cursor:
+                done = statement(cursor, self.queue.pk, leases)
+        return self._settle(msgs, done)
+
+    # -- settling -------------------------------------------------------------------------
+
+    def archive(
+        self, msg: MessageRef, result: Any = None, *, duration: float | None = None
+    ) -> bool:
+        """Move a held message to the archive as succeeded, with an optional JSON ``result``
+        and processing ``duration`` (seconds; measured from the claim if omitted)."""
+        return self.archive_batch([msg], results=[result], durations=[duration])[0]
+
+    def archive_batch(
+        self,
+        msgs: Iterable[MessageRef],
+        results: Sequence[Any] | None = None,
+        durations: Sequence[float | None] | None = None,
+    ) -> list[bool]:
+        """Archive held messages in one round trip; one bool per message, in order."""
+        msgs = list(msgs)
+        if results is not None and len(results) != len(msgs):
+            raise InvalidInput(f"{len(results)} results for {len(msgs)} messages")
+        if durations is not None and len(durations) != len(msgs):
+            raise InvalidInput(f"{len(durations)} durations for {len(msgs)} messages")
+        texts: dict[int, str | None] = {}
+        times: dict[int, float | None] = {}
+        for index, msg in enumerate(msgs):
+            pk = msg.pk if isinstance(msg, Message) else msg
+            value = results[index] if results is not None else None
+            texts[pk] = None if value is None else serialize_payload(value)
+            times[pk] = durations[index] if durations is not None else None
+
+        def archive(cursor: Any, queue_id: int, leases: list[tuple[int, int]]) -> set[int]:
+            return sql.archive_held(
+                cursor,
+                queue_id,
+                leases,
+                outcome=Archive.Outcome.SUCCEEDED,
+                worker_name=self.worker_name,
+                results=[texts[pk] for pk, _ in leases],
+                durations=[times[pk] for pk, _ in leases],
+            )
+
+        return self._on_held(msgs, archive)
+
+    def delete(self, msg: MessageRef) -> bool:
+        """Delete a held message without archiving it."""
+        return self.delete_batch([msg])[0]
+
+    def delete_batch(self, msgs: Iterable[MessageRef]) -> list[bool]:
+        """Delete held messages in one round trip; one bool per message, in order."""
+        return self._on_held(list(msgs), sql.delete_held)
+
+    def release(self, msg: MessageRef) -> bool:
+        """Give a held message back unprocessed: claimable again at once."""
+        return self.release_batch([msg])[0]
+
+    def release_batch(self, msgs: Iterable[MessageRef]) -> list[bool]:
+        """Release held messages in one round trip; one bool per message, in order."""
+        return self._on_held(list(msgs), sql.release_held)
+
+    def extend_visibility(self, msg: MessageRef, seconds_: float) -> bool:
+        """Extend the lease of a held message by ``seconds_`` (from its current end, or from
+        now if it has run out). False if the lease was lost."""
+        extra = seconds(seconds_, "seconds", allow_zero=False)
+        lease = self._lease(msg)
+        if lease is None:
+            return False
+        with connections[self.using].cursor() as cursor:
+            done = sql.extend_held(cursor, self.queue.pk, [lease], extra)
+        if not done:
+            self._settle([msg], done)  # lost: forget it
+        return bool(done)
+
+    def fail(self, msg: MessageRef, error: BaseException | str, *, retry: bool = True) -> bool:
+        """Record a failed delivery of a held message.
+
+        With deliveries left (``read_ct < max_attempts``) the message is retried after an
+        exponential backoff with jitter; otherwise it is dead-lettered: moved to the queue's
+        dead-letter queue if it has one, else archived with outcome ``dead``. With
+        ``retry=False`` it is archived at once with outcome ``failed``. ``error`` (an
+        exception keeps its traceback) is stored. False if the lease was lost.
+        """
+        lease = self._lease(msg)
+        if lease is None:
+            return False
+        msg_id, token = lease
+        text = error_text(error)
+        with transaction.atomic(using=self.using), connections[self.using].cursor() as cursor:
+            locked = sql.lock_for_fail(cursor, self.queue.pk, msg_id, token)
+            if locked is not None:
+                read_ct, max_attempts, dead_letter_queue_id = locked
+                if not retry:
+                    sql.archive_held(
+                        cursor,
+                        self.queue.pk,
+                        [lease],
+                        outcome=Archive.Outcome.FAILED,
+                        worker_name=self.worker_name,
+                        error=text,
+                    )
+                elif read_ct < max_attempts:
+                    sql.retry_later(cursor, msg_id, backoff_delay(read_ct), text)
+                elif dead_letter_queue_id is not None:
+                    sql.move_to_dead_letter_queue(cursor, msg_id, dead_letter_queue_id, text)
+                else:
+                    sql.archive_held(
+                        cursor,
+                        self.queue.pk,
+                        [lease],
+                        outcome=Archive.Outcome.DEAD,
+                        worker_name=self.worker_name,
+                        error=text,
+                    )
+        self._settle([msg], set())
+        return locked is not None
+
+    adequeue = async_twin(dequeue)
+    adequeue_batch = async_twin(dequeue_batch)
+    aarchive = async_twin(archive)
+    aarchive_batch = async_twin(archive_batch)
+    adelete = async_twin(delete)
+    adelete_batch = async_twin(delete_batch)
+    arelease = async_twin(release)
+    arelease_batch = async_twin(release_batch)
+    aextend_visibility = async_twin(extend_visibility)
+    afail = async_twin(fail)

@@ -1,0 +1,88 @@
+"""Exceptions raised by the pgqrs_django API.
+
+Every error a caller can cause derives from :class:`PgqrsError`; the ones caused by bad input
+also derive from :class:`ValueError`, so generic input handling catches them too.
+"""
+
+from __future__ import annotations
+
+
+class PgqrsError(Exception):
+    """Base class of every pgqrs_django error."""
+
+
+class InvalidInput(PgqrsError, ValueError):
+    """An argument is out of range or of the wrong kind (negative delay, zero batch size...)."""
+
+
+class InvalidQueueName(InvalidInput):
+    """A queue name is empty, too long or contains characters outside ``[A-Za-z0-9_.-]``."""
+
+
+class PayloadError(InvalidInput):
+    """A payload cannot be stored as a JSON document."""
+
+
+class PayloadNotSerializable(PayloadError):
+    """The payload is not JSON-serialisable (or holds NaN, Infinity or a NUL character)."""
+
+
+class PayloadTooLarge(PayloadError):
+    """The serialised payload is larger than ``MAX_PAYLOAD_BYTES``."""
+
+
+class PayloadTooDeep(PayloadError):
+    """The payload nests deeper than ``MAX_PAYLOAD_DEPTH``."""
+
+
+class QueueNotFound(PgqrsError, LookupError):
+    """No queue with that name exists."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"queue {name!r} does not exist")
+        self.name = name
+
+
+class QueueAlreadyExists(PgqrsError):
+    """A queue with that name exists already."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"queue {name!r} already exists")
+        self.name = name
+
+
+class MessageNotFound(PgqrsError, LookupError):
+    """No message (active or archived, as asked) with that id exists in the queue."""
+
+    def __init__(self, queue: str, msg_id: int, *, archived: bool = False) -> None:
+        where = "archive of queue" if archived else "queue"
+        super().__init__(f"message {msg_id} not found in {where} {queue!r}")
+        self.queue = queue
+        self.msg_id = msg_id
+
+
+class WorkerNotFound(PgqrsError, LookupError):
+    """No worker with that id or name exists."""
+
+    def __init__(self, ref: object) -> None:
+        super().__init__(f"worker {ref!r} does not exist")
+        self.ref = ref
+
+
+class DuplicateMessage(PgqrsError):
+    """An active message with the same dedupe_key exists in the queue already."""
+
+    def __init__(self, queue: str, dedupe_key: str) -> None:
+        super().__init__(
+            f"queue {queue!r} already holds an active message with dedupe_key {dedupe_key!r}"
+        )
+        self.queue = queue
+        self.dedupe_key = dedupe_key
+
+
+class RateLimitExceeded(PgqrsError):
+    """A non-blocking producer ran out of rate-limit tokens."""
+
+
+class NotInstalled(PgqrsError):
+    """The pgqrs tables are missing: run ``manage.py migrate`` (or ``manage.py pgqrs install``)."""

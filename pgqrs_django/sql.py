@@ -1,0 +1,333 @@
+"""The hot-path statements, in raw SQL next to the models they serve.
+
+Why not the ORM here: each of these must be one round trip and one atomic statement.
+``select_for_update(skip_locked=True)`` followed by ``update()`` is two round trips and needs an
+explicit transaction; a batch insert with ``ON CONFLICT ... DO NOTHING RETURNING`` over a partial
+unique index, and "delete these rows and insert them into the archive", cannot be said in the
+ORM at all. Everything else (metrics, queues, workers, admin) uses the ORM.
+
+Every value travels as a bound parameter; every statement is a constant string (none is
+built by formatting), and each statement returning messages lists ``MESSAGE_COLUMNS``.
+
+Leases: every claim increments ``read_ct``; a consumer remembers the ``read_ct`` it got and
+passes it back as its lease token. A row matches only while ``read_ct`` still equals the token
+and ``claimed_at`` is set, so once another consumer claims the message (or an operator releases
+it) the old holder's archive/delete/fail/extend match nothing and report False.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from django.db.backends.utils import CursorWrapper
+
+from .models import Message
+
+#: Column order of ``Message._meta.concrete_fields``, so rows map straight onto ``from_db``.
+MESSAGE_COLUMNS = (
+    "id",
+    "queue_id",
+    "payload",
+    "priority",
+    "enqueued_at",
+    "vt",
+    "read_ct",
+    "dequeued_at",
+    "claimed_at",
+    "consumer_id",
+    "dedupe_key",
+    "last_error",
+)
+_PAYLOAD_INDEX = MESSAGE_COLUMNS.index("payload")
+_FIELD_NAMES = [f.attname for f in Message._meta.concrete_fields]
+
+
+def rows_to_messages(rows: Sequence[Sequence[Any]], alias: str) -> list[Message]:
+    """Build Message instances from rows in ``MESSAGE_COLUMNS`` order."""
+    messages = []
+    for row in rows:
+        values = list(row)
+        payload = values[_PAYLOAD_INDEX]
+        # Django registers a text loader for jsonb; JSONField decodes it the same way.
+        if isinstance(payload, str):
+            values[_PAYLOAD_INDEX] = json.loads(payload)
+        messages.append(Message.from_db(alias, _FIELD_NAMES, values))
+    return messages
+
+
+INSERT = """
+INSERT INTO pgqrs_message AS m
+    (queue_id, payload, priority, enqueued_at, vt, read_ct, dedupe_key, last_error)
+SELECT %s, t.payload, t.priority, statement_timestamp(),
+       COALESCE(t.at, statement_timestamp() + t.delay * interval '1 second'),
+       0, t.dedupe_key, ''
+FROM unnest(%s::jsonb[], %s::int[], %s::float8[], %s::timestamptz[], %s::text[])
+     WITH ORDINALITY AS t(payload, priority, delay, at, dedupe_key, ord)
+ORDER BY t.ord
+ON CONFLICT (queue_id, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
+RETURNING m.id, m.queue_id, m.payload, m.priority, m.enqueued_at, m.vt, m.read_ct,
+          m.dequeued_at, m.claimed_at, m.consumer_id, m.dedupe_key, m.last_error
+"""
+
+
+def insert(
+    cursor: CursorWrapper,
+    queue_id: int,
+    payloads: Sequence[str],
+    priorities: Sequence[int],
+    delays: Sequence[float],
+    ats: Sequence[dt.datetime | None],
+    dedupe_keys: Sequence[str | None],
+) -> list[tuple[Any, ...]]:
+    """Insert a batch in one statement; rows whose dedupe_key is taken are skipped."""
+    cursor.execute(
+        INSERT,
+        [queue_id, list(payloads), list(priorities), list(delays), list(ats), list(dedupe_keys)],
+    )
+    return sorted(cursor.fetchall(), key=lambda row: row[0])
+
+
+# The EXISTS is uncorrelated, so PostgreSQL evaluates it once (a one-time filter): a paused
+# queue hands out nothing without a second round trip.
+CLAIM = """
+WITH claimable AS (
+    SELECT id FROM pgqrs_message
+    WHERE queue_id = %s AND vt <= statement_timestamp()
+      AND NOT EXISTS (SELECT 1 FROM pgqrs_queue WHERE id = %s AND paused)
+    ORDER BY priority DESC, vt, id
+    LIMIT %s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE pgqrs_message AS m
+SET vt = statement_timestamp() + %s * interval '1 second',
+    read_ct = m.read_ct + 1,
+    claimed_at = statement_timestamp(),
+    dequeued_at = COALESCE(m.dequeued_at, statement_timestamp()),
+    consumer_id = %s
+FROM claimable
+WHERE m.id = claimable.id
+RETURNING m.id, m.queue_id, m.payload, m.priority, m.enqueued_at, m.vt, m.read_ct,
+          m.dequeued_at, m.claimed_at, m.consumer_id, m.dedupe_key, m.last_error
+"""
+
+
+def claim(
+    cursor: CursorWrapper, queue_id: int, limit: int, lock_seconds: float, worker_id: int | None
+) -> list[tuple[Any, ...]]:
+    """Lease up to ``limit`` visible messages, highest priority first, skipping locked rows."""
+    cursor.execute(CLAIM, [queue_id, queue_id, limit, lock_seconds, worker_id])
+    # UPDATE ... RETURNING does not keep the CTE's order; restore priority order.
+    return sorted(cursor.fetchall(), key=lambda row: (-row[3], row[0]))
+
+
+# Holder-only statements (ARCHIVE, DELETE, RELEASE, EXTEND) all match the lease the same way,
+# on %(ids)s / %(tokens)s arrays and %(queue)s, and return the ids they acted on.
+
+
+def _held(
+    cursor: CursorWrapper,
+    statement: str,
+    queue_id: int,
+    leases: Sequence[tuple[int, int]],
+    **params: Any,
+) -> set[int]:
+    cursor.execute(
+        statement,
+        {
+            "ids": [i for i, _ in leases],
+            "tokens": [t for _, t in leases],
+            "queue": queue_id,
+            **params,
+        },
+    )
+    return {row[0] for row in cursor.fetchall()}
+
+
+ARCHIVE = """
+WITH done AS (
+    DELETE FROM pgqrs_message AS m
+    USING unnest(%(ids)s::bigint[], %(tokens)s::int[], %(results)s::jsonb[],
+                 %(durations)s::float8[])
+          AS t(id, token, result, duration)
+    WHERE m.id = t.id AND m.read_ct = t.token AND m.claimed_at IS NOT NULL
+          AND m.queue_id = %(queue)s
+    RETURNING m.*, t.result AS result, t.duration AS duration
+)
+INSERT INTO pgqrs_archive
+    (id, queue_id, payload, priority, enqueued_at, vt, read_ct, dequeued_at, dedupe_key,
+     archived_at, outcome, duration, worker_name, error, result)
+SELECT id, queue_id, payload, priority, enqueued_at, vt, read_ct, dequeued_at, dedupe_key,
+       statement_timestamp(), %(outcome)s,
+       COALESCE(duration, EXTRACT(EPOCH FROM statement_timestamp() - claimed_at)::float8),
+       %(worker_name)s, %(error)s, result
+FROM done
+RETURNING id
+"""
+
+
+def archive_held(
+    cursor: CursorWrapper,
+    queue_id: int,
+    leases: Sequence[tuple[int, int]],
+    *,
+    outcome: str,
+    worker_name: str,
+    error: str = "",
+    results: Sequence[str | None] | None = None,
+    durations: Sequence[float | None] | None = None,
+) -> set[int]:
+    """Move held messages to the archive in one statement; returns the ids moved."""
+    none = [None] * len(leases)
+    return _held(
+        cursor,
+        ARCHIVE,
+        queue_id,
+        leases,
+        results=none if results is None else list(results),
+        durations=none if durations is None else list(durations),
+        outcome=outcome,
+        worker_name=worker_name,
+        error=error,
+    )
+
+
+DELETE = """
+DELETE FROM pgqrs_message AS m
+USING unnest(%(ids)s::bigint[], %(tokens)s::int[]) AS t(id, token)
+WHERE m.id = t.id AND m.read_ct = t.token AND m.claimed_at IS NOT NULL
+      AND m.queue_id = %(queue)s
+RETURNING m.id
+"""
+
+
+def delete_held(
+    cursor: CursorWrapper, queue_id: int, leases: Sequence[tuple[int, int]]
+) -> set[int]:
+    return _held(cursor, DELETE, queue_id, leases)
+
+
+RELEASE = """
+UPDATE pgqrs_message AS m
+SET vt = statement_timestamp(), claimed_at = NULL, consumer_id = NULL
+FROM unnest(%(ids)s::bigint[], %(tokens)s::int[]) AS t(id, token)
+WHERE m.id = t.id AND m.read_ct = t.token AND m.claimed_at IS NOT NULL
+      AND m.queue_id = %(queue)s
+RETURNING m.id
+"""
+
+
+def release_held(
+    cursor: CursorWrapper, queue_id: int, leases: Sequence[tuple[int, int]]
+) -> set[int]:
+    """Give held messages back: claimable at once."""
+    return _held(cursor, RELEASE, queue_id, leases)
+
+
+EXTEND = """
+UPDATE pgqrs_message AS m
+SET vt = GREATEST(m.vt, statement_timestamp()) + %(seconds)s * interval '1 second'
+FROM unnest(%(ids)s::bigint[], %(tokens)s::int[]) AS t(id, token)
+WHERE m.id = t.id AND m.read_ct = t.token AND m.claimed_at IS NOT NULL
+      AND m.queue_id = %(queue)s
+RETURNING m.id
+"""
+
+
+def extend_held(
+    cursor: CursorWrapper, queue_id: int, leases: Sequence[tuple[int, int]], seconds: float
+) -> set[int]:
+    """Push the lease end of held messages ``seconds`` further."""
+    return _held(cursor, EXTEND, queue_id, leases, seconds=seconds)
+
+
+# fail(): lock the held row and read the queue's policy in one go.
+LOCK_FOR_FAIL = """
+SELECT m.read_ct, q.max_attempts, q.dead_letter_queue_id
+FROM pgqrs_message AS m JOIN pgqrs_queue AS q ON q.id = m.queue_id
+WHERE m.id = %s AND m.read_ct = %s AND m.claimed_at IS NOT NULL AND m.queue_id = %s
+FOR UPDATE OF m
+"""
+
+RETRY_LATER = """
+UPDATE pgqrs_message
+SET vt = statement_timestamp() + %s * interval '1 second',
+    claimed_at = NULL, consumer_id = NULL, last_error = %s
+WHERE id = %s
+"""
+
+# The dead-letter queue gets the same row (same id) as a fresh message. Its dedupe_key is kept
+# unless the dead-letter queue already holds an active message with that key.
+MOVE_TO_DEAD_LETTER_QUEUE = """
+UPDATE pgqrs_message AS m
+SET queue_id = %s, vt = statement_timestamp(), read_ct = 0, claimed_at = NULL,
+    consumer_id = NULL, dequeued_at = NULL, last_error = %s,
+    dedupe_key = CASE WHEN EXISTS (
+        SELECT 1 FROM pgqrs_message AS o
+        WHERE o.queue_id = %s AND o.dedupe_key = m.dedupe_key) THEN NULL ELSE m.dedupe_key END
+WHERE m.id = %s
+"""
+
+
+def lock_for_fail(
+    cursor: CursorWrapper, queue_id: int, msg_id: int, token: int
+) -> tuple[int, int, int | None] | None:
+    cursor.execute(LOCK_FOR_FAIL, [msg_id, token, queue_id])
+    row = cursor.fetchone()
+    return None if row is None else (row[0], row[1], row[2])
+
+
+def retry_later(cursor: CursorWrapper, msg_id: int, delay: float, error: str) -> None:
+    cursor.execute(RETRY_LATER, [delay, error, msg_id])
+
+
+def move_to_dead_letter_queue(cursor: CursorWrapper, msg_id: int, dlq_id: int, error: str) -> None:
+    cursor.execute(MOVE_TO_DEAD_LETTER_QUEUE, [dlq_id, error, dlq_id, msg_id])
+
+
+# Operator-side statements: no lease check (the admin acts on any message of the queue).
+ADMIN_ARCHIVE = """
+WITH done AS (
+    DELETE FROM pgqrs_message WHERE queue_id = %s AND id = ANY(%s::bigint[]) RETURNING *
+)
+INSERT INTO pgqrs_archive
+    (id, queue_id, payload, priority, enqueued_at, vt, read_ct, dequeued_at, dedupe_key,
+     archived_at, outcome, duration, worker_name, error, result)
+SELECT id, queue_id, payload, priority, enqueued_at, vt, read_ct, dequeued_at, dedupe_key,
+       statement_timestamp(), %s, NULL, '', %s, NULL
+FROM done
+RETURNING id
+"""
+
+
+def archive_any(
+    cursor: CursorWrapper, queue_id: int, ids: Sequence[int], outcome: str, error: str
+) -> set[int]:
+    cursor.execute(ADMIN_ARCHIVE, [queue_id, list(ids), outcome, error])
+    return {row[0] for row in cursor.fetchall()}
+
+
+# replay_dead(): the archived row goes back to the active table under its own id, as new.
+REPLAY = """
+WITH gone AS (
+    DELETE FROM pgqrs_archive WHERE id = %s AND queue_id = %s AND outcome = ANY(%s)
+    RETURNING *
+)
+INSERT INTO pgqrs_message AS m
+    (id, queue_id, payload, priority, enqueued_at, vt, read_ct, dequeued_at, claimed_at,
+     consumer_id, dedupe_key, last_error)
+SELECT id, queue_id, payload, priority, enqueued_at, statement_timestamp(), 0, NULL, NULL,
+       NULL, dedupe_key, error
+FROM gone
+RETURNING m.id, m.queue_id, m.payload, m.priority, m.enqueued_at, m.vt, m.read_ct,
+          m.dequeued_at, m.claimed_at, m.consumer_id, m.dedupe_key, m.last_error
+"""
+
+
+def replay(
+    cursor: CursorWrapper, queue_id: int, msg_id: int, outcomes: Sequence[str]
+) -> list[tuple[Any, ...]]:
+    cursor.execute(REPLAY, [msg_id, queue_id, list(outcomes)])
+    return list(cursor.fetchall())

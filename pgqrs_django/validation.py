@@ -1,0 +1,128 @@
+"""Input validation shared by the API, the CLI and the admin: queue names, payloads, durations."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import re
+from typing import Any
+
+from django.core.validators import RegexValidator
+
+from . import conf
+from .exceptions import (
+    InvalidInput,
+    InvalidQueueName,
+    PayloadNotSerializable,
+    PayloadTooDeep,
+    PayloadTooLarge,
+)
+
+QUEUE_NAME_MAX_LENGTH = 128
+QUEUE_NAME_PATTERN = r"\A[A-Za-z0-9_.\-]{1,128}\Z"
+_QUEUE_NAME_RE = re.compile(QUEUE_NAME_PATTERN)
+
+#: The model field validator; the same rule as :func:`validate_queue_name`.
+queue_name_validator = RegexValidator(
+    QUEUE_NAME_PATTERN,
+    "Queue names are 1-128 characters: letters, digits, '_', '-' and '.'.",
+    code="invalid_queue_name",
+)
+
+
+def validate_queue_name(name: object) -> str:
+    """Return ``name`` if it is a valid queue name, else raise :class:`InvalidQueueName`."""
+    if not isinstance(name, str) or not _QUEUE_NAME_RE.match(name):
+        shown = name if not isinstance(name, str) or len(name) <= 40 else name[:40] + "..."
+        raise InvalidQueueName(
+            f"invalid queue name {shown!r}: use 1-{QUEUE_NAME_MAX_LENGTH} characters from "
+            "letters, digits, '_', '-' and '.'"
+        )
+    return name
+
+
+def _depth(value: Any, limit: int) -> int:
+    """Nesting depth of a JSON-like value; stops counting once past ``limit``."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list | tuple):
+            deepest = max(deepest, depth)
+            if deepest > limit:
+                return deepest
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def serialize_payload(payload: Any) -> str:
+    """Validate a payload and return its JSON text, as stored in the ``jsonb`` column.
+
+    Raises :class:`PayloadNotSerializable`, :class:`PayloadTooDeep` or :class:`PayloadTooLarge`.
+    """
+    max_depth = int(conf.get("MAX_PAYLOAD_DEPTH"))
+    # Check depth first: json.dumps would hit the recursion limit on absurd nesting.
+    if _depth(payload, max_depth) > max_depth:
+        raise PayloadTooDeep(f"payload nests deeper than MAX_PAYLOAD_DEPTH={max_depth}")
+    try:
+        text = json.dumps(payload, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+    except ValueError as exc:  # NaN / Infinity
+        raise PayloadNotSerializable(f"payload is not valid JSON: {exc}") from None
+    except (TypeError, RecursionError) as exc:
+        raise PayloadNotSerializable(f"payload is not JSON-serialisable: {exc}") from None
+    # PostgreSQL's jsonb cannot store U+0000 in strings.
+    if "\\u0000" in text or "\x00" in text:
+        raise PayloadNotSerializable("payload contains a NUL character, which jsonb cannot store")
+    size = len(text.encode("utf-8"))
+    max_bytes = int(conf.get("MAX_PAYLOAD_BYTES"))
+    if size > max_bytes:
+        raise PayloadTooLarge(f"payload is {size} bytes, over MAX_PAYLOAD_BYTES={max_bytes}")
+    return text
+
+
+def seconds(value: object, what: str, *, allow_zero: bool = True) -> float:
+    """A duration in seconds (number or timedelta), finite, >= 0 and under ``MAX_DELAY``."""
+    if isinstance(value, dt.timedelta):
+        value = value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidInput(f"{what} must be a number of seconds, not {value!r}")
+    number = float(value)
+    if not math.isfinite(number):
+        raise InvalidInput(f"{what} must be a finite number of seconds, not {value!r}")
+    if number < 0 or (number == 0 and not allow_zero):
+        raise InvalidInput(f"{what} must be {'>= 0' if allow_zero else '> 0'}, not {value!r}")
+    limit = float(conf.get("MAX_DELAY"))
+    if number > limit:
+        raise InvalidInput(f"{what} of {number:g} s is over MAX_DELAY={limit:g} s")
+    return number
+
+
+def positive_int(value: object, what: str, *, maximum: int | None = None) -> int:
+    """An int >= 1 (and <= maximum when given)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput(f"{what} must be a whole number, not {value!r}")
+    if value < 1:
+        raise InvalidInput(f"{what} must be >= 1, not {value}")
+    if maximum is not None and value > maximum:
+        raise InvalidInput(f"{what} must be <= {maximum}, not {value}")
+    return value
+
+
+def priority(value: object) -> int:
+    """A priority: an int that fits PostgreSQL's ``integer``; higher is claimed first."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput(f"priority must be a whole number, not {value!r}")
+    if not -(2**31) <= value < 2**31:
+        raise InvalidInput(f"priority {value} is out of range")
+    return value
+
+
+def dedupe_key(value: object) -> str | None:
+    """A dedupe key: None or a non-empty string of at most 255 characters without NUL."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value or len(value) > 255 or "\x00" in value:
+        raise InvalidInput("dedupe_key must be a non-empty string of at most 255 characters")
+    return value

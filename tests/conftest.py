@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.db import connection
+
+from pgqrs_django import PgqrsAdmin, embedded
+from pgqrs_django.models import Message, Queue
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def admin() -> PgqrsAdmin:
+    return PgqrsAdmin()
+
+
+@pytest.fixture
+def queue(db: None, admin: PgqrsAdmin) -> Queue:
+    """A fresh queue with a 30 s lease and 3 attempts."""
+    return admin.create_queue("jobs", visibility_timeout=30, max_attempts=3)
+
+
+@pytest.fixture
+def shift_time() -> Callable[..., None]:
+    """Move messages' visibility time into the past, as if ``seconds`` had elapsed.
+
+    Lets tests about leases and delays run without sleeping; one test per behaviour also
+    waits for real (see test_consumer's real-time test)."""
+
+    def shift(*ids: int, seconds: float = 3600) -> None:
+        from datetime import timedelta
+
+        from django.db.models import F
+
+        Message.objects.filter(pk__in=ids).update(vt=F("vt") - timedelta(seconds=seconds))
+
+    return shift
+
+
+@pytest.fixture
+def subprocess_env() -> dict[str, str]:
+    """Environment for a child process that must use this test's database."""
+    env = dict(os.environ)
+    env["DATABASE_URL"] = embedded.with_database(
+        os.environ["DATABASE_URL"], connection.settings_dict["NAME"]
+    )
+    env["DJANGO_SETTINGS_MODULE"] = "tests.settings"
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+@pytest.fixture
+def run_script(subprocess_env: dict[str, str]) -> Callable[..., subprocess.Popen[str]]:
+    """Start ``python -m tests.scripts.<name> args...`` against the test database."""
+
+    def start(name: str, *args: Any, **kwargs: Any) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-m", f"tests.scripts.{name}", *map(str, args)],
+            cwd=ROOT,
+            env=subprocess_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            **kwargs,
+        )
+
+    return start

@@ -1,0 +1,96 @@
+"""System checks and settings: each check ID fires when, and only when, it should."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.checks import run_checks
+from django.core.exceptions import ImproperlyConfigured
+from django.test.utils import override_settings
+
+from pgqrs_django import conf
+
+
+def pgqrs_ids() -> list[str]:
+    return sorted(m.id for m in run_checks() if m.id and m.id.startswith("pgqrs."))
+
+
+def test_default_settings_pass() -> None:
+    assert pgqrs_ids() == []
+
+
+def test_e001_database_is_not_postgresql() -> None:
+    with override_settings(PGQRS={"DATABASE": "sqlite"}):
+        messages = [m for m in run_checks() if m.id == "pgqrs.E001"]
+    assert len(messages) == 1 and "sqlite" in messages[0].msg
+
+
+def test_e002_unknown_database_alias() -> None:
+    with override_settings(PGQRS={"DATABASE": "nowhere"}):
+        assert pgqrs_ids() == ["pgqrs.E002"]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"DEFAULT_LOCK_TIME": 0},
+        {"DEFAULT_LOCK_TIME": "5"},
+        {"DEFAULT_BATCH_SIZE": 2.5},
+        {"MAX_ATTEMPTS": -1},
+        {"POLL_INTERVAL": True},
+        {"RATE_LIMIT": 0},
+        {"RETRY_JITTER": 2},
+        {"DATABASE": 5},
+    ],
+)
+def test_e003_invalid_values(bad: dict[str, object]) -> None:
+    with override_settings(PGQRS=bad):
+        assert "pgqrs.E003" in pgqrs_ids()
+
+
+def test_e003_unparsable_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PGQRS_MAX_ATTEMPTS", "many")
+    assert pgqrs_ids() == ["pgqrs.E003"]
+    with pytest.raises(ImproperlyConfigured, match="PGQRS_MAX_ATTEMPTS"):
+        conf.get("MAX_ATTEMPTS")
+
+
+def test_e004_pgqrs_not_a_dict() -> None:
+    with override_settings(PGQRS=["DATABASE"]):
+        assert pgqrs_ids() == ["pgqrs.E004"]
+
+
+def test_w001_unknown_key() -> None:
+    with override_settings(PGQRS={"MAX_ATTEMPT": 3}):
+        messages = [m for m in run_checks() if m.id == "pgqrs.W001"]
+    assert len(messages) == 1 and "MAX_ATTEMPT" in messages[0].msg
+
+
+def test_w002_stale_timeout_too_close_to_heartbeat() -> None:
+    with override_settings(PGQRS={"HEARTBEAT_INTERVAL": 10, "STALE_WORKER_TIMEOUT": 15}):
+        assert pgqrs_ids() == ["pgqrs.W002"]
+
+
+def test_settings_are_read_at_use_time() -> None:
+    assert conf.get("DEFAULT_BATCH_SIZE") == 100
+    with override_settings(PGQRS={"DEFAULT_BATCH_SIZE": 7}):
+        assert conf.get("DEFAULT_BATCH_SIZE") == 7
+    assert conf.get("DEFAULT_BATCH_SIZE") == 100
+
+
+def test_environment_overrides_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PGQRS_DEFAULT_LOCK_TIME", "12.5")
+    monkeypatch.setenv("PGQRS_DEFAULT_BATCH_SIZE", "33")
+    monkeypatch.setenv("PGQRS_RATE_LIMIT", "none")
+    monkeypatch.setenv("PGQRS_DATABASE", "default")
+    with override_settings(PGQRS={"DEFAULT_LOCK_TIME": 1, "RATE_LIMIT": 5}):
+        assert conf.get("DEFAULT_LOCK_TIME") == 12.5
+        assert conf.get("DEFAULT_BATCH_SIZE") == 33
+        assert conf.get("RATE_LIMIT") is None
+        assert conf.database() == "default"
+    monkeypatch.setenv("PGQRS_RATE_LIMIT", "20")
+    assert conf.get("RATE_LIMIT") == 20.0
+
+
+def test_unknown_key_lookup_is_a_programming_error() -> None:
+    with pytest.raises(KeyError):
+        conf.get("NOPE")

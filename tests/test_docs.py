@@ -1,0 +1,47 @@
+"""Every ```python block of README.md and docs/*.md runs, in order, against a fresh database."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("**/*.md"))]
+BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
+
+
+def python_blocks(path: Path) -> list[str]:
+    return BLOCK.findall(path.read_text())
+
+
+def test_the_readme_has_its_usage_example() -> None:
+    blocks = python_blocks(ROOT / "README.md")
+    assert blocks, "README.md lost its usage example"
+    lines = [line for line in blocks[0].splitlines() if line.strip()]
+    assert len(lines) <= 10
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "path", [p for p in DOCS if python_blocks(p)], ids=lambda p: str(p.relative_to(ROOT))
+)
+def test_code_examples_run(path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    namespace: dict[str, object] = {"__name__": f"docs_{path.stem}"}
+    for number, block in enumerate(python_blocks(path), 1):
+        try:
+            exec(compile(block, f"{path.name} block {number}", "exec"), namespace)
+        except Exception as exc:
+            pytest.fail(f"{path.name} block {number} failed: {exc!r}\n{block}")
+
+
+@pytest.mark.django_db
+def test_readme_example_does_what_it_says(capsys: pytest.CaptureFixture[str]) -> None:
+    from pgqrs_django.models import Archive, Message
+
+    exec(compile(python_blocks(ROOT / "README.md")[0], "README.md", "exec"), {})
+    assert capsys.readouterr().out == "sending to ada@example.com\n"
+    row = Archive.objects.get()
+    assert (row.outcome, row.result, row.priority) == ("succeeded", {"sent": True}, 5)
+    assert not Message.objects.exists()
