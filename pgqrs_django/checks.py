@@ -13,7 +13,7 @@ from django.db import connections
 from . import conf
 
 
-@register()
+@register("pgqrs")
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     messages: list[CheckMessage] = []
     raw = getattr(settings, "PGQRS", {})

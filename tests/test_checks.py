@@ -10,8 +10,13 @@ from django.test.utils import override_settings
 from pgqrs_django import conf
 
 
+def pgqrs_checks() -> list:
+    # Only the checks tagged "pgqrs": other apps' checks may touch the sqlite alias.
+    return run_checks(tags=["pgqrs"])
+
+
 def pgqrs_ids() -> list[str]:
-    return sorted(m.id for m in run_checks() if m.id and m.id.startswith("pgqrs."))
+    return sorted(m.id for m in pgqrs_checks() if m.id)
 
 
 def test_default_settings_pass() -> None:
@@ -20,7 +25,7 @@ def test_default_settings_pass() -> None:
 
 def test_e001_database_is_not_postgresql() -> None:
     with override_settings(PGQRS={"DATABASE": "sqlite"}):
-        messages = [m for m in run_checks() if m.id == "pgqrs.E001"]
+        messages = [m for m in pgqrs_checks() if m.id == "pgqrs.E001"]
     assert len(messages) == 1 and "sqlite" in messages[0].msg
 
 
@@ -61,7 +66,7 @@ def test_e004_pgqrs_not_a_dict() -> None:
 
 def test_w001_unknown_key() -> None:
     with override_settings(PGQRS={"MAX_ATTEMPT": 3}):
-        messages = [m for m in run_checks() if m.id == "pgqrs.W001"]
+        messages = [m for m in pgqrs_checks() if m.id == "pgqrs.W001"]
     assert len(messages) == 1 and "MAX_ATTEMPT" in messages[0].msg
 
 
