@@ -9,13 +9,14 @@ STAMP := $(VENV)/.installed-dev
 MYPY_DB := $(if $(DATABASE_URL),$(DATABASE_URL),postgresql://localhost/mypy)
 PY312 := $(shell pyenv prefix 3.12 2>/dev/null)
 
-.PHONY: help venv test pytest lint format demo serve tox clean
+.PHONY: help venv test pytest lint format demo serve tox clean pgbouncer test-pgbouncer
 
 help:
 	@echo "make demo   - run the queue demo (embedded PostgreSQL unless DATABASE_URL is set)"
 	@echo "make test   - lint, type-check and run the whole test suite"
 	@echo "make serve  - serve the example project's admin on http://127.0.0.1:8000/admin/"
 	@echo "make tox    - run the suite on Django 5.2 (py3.11) and Django 6.1 (py3.12)"
+	@echo "make test-pgbouncer - the API, CLI and worker tests through PgBouncer (transaction pooling)"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +38,14 @@ pytest: $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test: lint pytest
+
+# Debian's pgbouncer, installed when missing (CI machines run as root).
+pgbouncer:
+	@command -v pgbouncer >/dev/null || test -x /usr/sbin/pgbouncer || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer)
+
+test-pgbouncer: $(STAMP) pgbouncer
+	PGQRS_TEST_PGBOUNCER=1 $(BIN)/pytest -m pgbouncer $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	cd example_project && ../$(BIN)/python manage.py demo

@@ -12,8 +12,26 @@ from django.db import connection
 
 from pgqrs_django import PgqrsAdmin, embedded
 from pgqrs_django.models import Message, Queue
+from pgqrs_django.testing import pytest_plugin
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# `make test-pgbouncer` runs the tests marked `pgbouncer` through a PgBouncer in transaction
+# pooling mode (see pgqrs_django.testing.pytest_plugin); test_pgbouncer.py checks that mode.
+BOUNCER = pytest_plugin.bouncer
+collect_ignore = [] if BOUNCER is not None else ["test_pgbouncer.py"]
+
+if BOUNCER is not None:
+
+    @pytest.fixture(scope="session", autouse=True)
+    def _release_pgbouncer_pools(django_db_setup: None) -> Any:
+        """Runs its teardown before pytest-django drops the test database, which PgBouncer
+        would otherwise still hold server connections to."""
+        yield
+        from django.db import connections
+
+        connections.close_all()
+        BOUNCER.close_server_connections(connection.settings_dict["NAME"])
 
 
 @pytest.fixture

@@ -31,6 +31,10 @@ DATABASES = {"default": env.db("DATABASE_URL")}
 # One test database per checkout, so several checkouts can share one server.
 _checkout = hashlib.sha1(str(BASE_DIR).encode()).hexdigest()[:8]
 DATABASES["default"]["TEST"] = {"NAME": f"test_pgqrs_{_checkout}"}
+if env.str("PGQRS_TEST_PGBOUNCER", default="") == "1":
+    # Behind PgBouncer in transaction pooling mode, named (server-side) cursors cannot
+    # survive across transactions.
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
 # Never connected to: lets the system-check tests point PGQRS at a non-PostgreSQL alias.
 DATABASES["sqlite"] = {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}
 

@@ -21,7 +21,7 @@ from pgqrs_django.exceptions import (
 from pgqrs_django.models import Archive, Message, Queue, Worker
 from tests.factories import ArchiveFactory, QueueFactory, WorkerFactory
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.pgbouncer]
 
 
 def test_create_get_list_delete_queue(admin: PgqrsAdmin) -> None:

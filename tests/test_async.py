@@ -10,7 +10,7 @@ from asgiref.sync import async_to_sync
 from pgqrs_django import Consumer, PgqrsAdmin, Producer
 from pgqrs_django.models import Archive
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.pgbouncer]
 
 LOCAL_ONLY = {"holds", "worker_name", "set_paused"}
 

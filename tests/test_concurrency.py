@@ -10,7 +10,7 @@ import pytest
 from pgqrs_django import PgqrsAdmin, Producer
 from pgqrs_django.models import Archive, Message
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow, pytest.mark.pgbouncer]
 
 
 def test_four_processes_archive_every_message_exactly_once(run_script) -> None:

@@ -12,7 +12,7 @@ from pgqrs_django.exceptions import InvalidInput, PayloadNotSerializable
 from pgqrs_django.models import Archive, Message, Queue
 from tests.factories import WorkerFactory
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.pgbouncer]
 
 
 def test_enqueue_dequeue_archive_round_trip(queue: Queue) -> None:

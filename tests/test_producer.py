@@ -24,7 +24,7 @@ from pgqrs_django.exceptions import (
 from pgqrs_django.models import Message, Queue
 from pgqrs_django.producer import TokenBucket
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.pgbouncer]
 
 
 def test_enqueue_stores_payload_and_is_ready_now(queue: Queue) -> None:

@@ -11,6 +11,8 @@ from pgqrs_django import Consumer, PgqrsAdmin, Producer
 from pgqrs_django.models import Message
 from tests.testapp.models import Order
 
+pytestmark = pytest.mark.pgbouncer
+
 
 def _dequeue_in_other_connection(queue: str) -> int | None:
     """Claim from a separate thread, hence a separate database connection."""
