@@ -15,6 +15,13 @@ from ._async import async_twin
 from .exceptions import InvalidInput
 from .models import Archive, Message, Queue, Worker
 from .queues import QueueRef
+from .signals import (
+    message_archived,
+    message_claimed,
+    message_dead,
+    message_failed,
+    send_on_commit,
+)
 from .validation import positive_int, seconds, serialize_payload
 
 #: Longest error text kept (a traceback of a deep recursion can be megabytes).
@@ -109,6 +116,15 @@ class Consumer:
         with self._lock:
             for message in messages:
                 self._leases[message.id] = message.read_ct
+        if messages:
+            send_on_commit(
+                message_claimed,
+                Consumer,
+                self.using,
+                queue=self.queue.name,
+                messages=messages,
+                worker=self.worker,
+            )
         return messages
 
     # -- lease bookkeeping ----------------------------------------------------------------
@@ -191,7 +207,15 @@ class Consumer:
                 durations=[times[pk] for pk, _ in leases],
             )
 
-        return self._on_held(msgs, archive)
+        settled = self._on_held(msgs, archive)
+        done_ids = [
+            m.pk if isinstance(m, Message) else m for m, ok in zip(msgs, settled, strict=True) if ok
+        ]
+        if done_ids:
+            send_on_commit(
+                message_archived, Consumer, self.using, queue=self.queue.name, msg_ids=done_ids
+            )
+        return settled
 
     def delete(self, msg: MessageRef) -> bool:
         """Delete a held message without archiving it."""
@@ -236,34 +260,62 @@ class Consumer:
             return False
         msg_id, token = lease
         text = error_text(error)
+        retry_in: float | None = None
+        dead_letter_queue_id: int | None = None
         with transaction.atomic(using=self.using), connections[self.using].cursor() as cursor:
             locked = sql.lock_for_fail(cursor, self.queue.pk, msg_id, token)
             if locked is not None:
                 read_ct, max_attempts, dead_letter_queue_id = locked
+                final: str | None = None  # the archive outcome, when the message leaves
                 if not retry:
-                    sql.archive_held(
-                        cursor,
-                        self.queue.pk,
-                        [lease],
-                        outcome=Archive.Outcome.FAILED,
-                        worker_name=self.worker_name,
-                        error=text,
-                    )
+                    final = Archive.Outcome.FAILED
                 elif read_ct < max_attempts:
-                    sql.retry_later(cursor, msg_id, backoff_delay(read_ct), text)
+                    retry_in = backoff_delay(read_ct)
+                    sql.retry_later(cursor, msg_id, retry_in, text)
                 elif dead_letter_queue_id is not None:
                     sql.move_to_dead_letter_queue(cursor, msg_id, dead_letter_queue_id, text)
                 else:
+                    final = Archive.Outcome.DEAD
+                if final is not None:
                     sql.archive_held(
                         cursor,
                         self.queue.pk,
                         [lease],
-                        outcome=Archive.Outcome.DEAD,
+                        outcome=final,
                         worker_name=self.worker_name,
                         error=text,
                     )
+        if locked is not None:
+            self._send_failure(msg_id, text, retry, retry_in, dead_letter_queue_id)
         self._settle([msg], set())
         return locked is not None
+
+    def _send_failure(
+        self, msg_id: int, text: str, retry: bool, retry_in: float | None, dlq_id: int | None
+    ) -> None:
+        name = self.queue.name
+        send_on_commit(
+            message_failed,
+            Consumer,
+            self.using,
+            queue=name,
+            msg_id=msg_id,
+            error=text,
+            retry_in=retry_in,
+        )
+        if retry and retry_in is None and message_dead.has_listeners(Consumer):
+            dlq = None
+            if dlq_id is not None:
+                dlq = Queue.objects.using(self.using).values_list("name", flat=True).get(pk=dlq_id)
+            send_on_commit(
+                message_dead,
+                Consumer,
+                self.using,
+                queue=name,
+                msg_id=msg_id,
+                error=text,
+                dead_letter_queue=dlq,
+            )
 
     adequeue = async_twin(dequeue)
     adequeue_batch = async_twin(dequeue_batch)

@@ -17,6 +17,7 @@ from ._async import async_twin
 from .exceptions import DuplicateMessage, InvalidInput, RateLimitExceeded
 from .models import Message, Queue
 from .queues import QueueRef
+from .signals import message_enqueued, send_on_commit
 from .validation import dedupe_key as check_dedupe_key
 from .validation import priority as check_priority
 from .validation import seconds, serialize_payload
@@ -118,7 +119,12 @@ class Producer:
             self.bucket.take(len(payloads), block=self.block)
         with connections[self.using].cursor() as cursor:
             rows = sql.insert(cursor, self.queue.pk, payloads, priorities, delays, ats, dedupe_keys)
-        return sql.rows_to_messages(rows, self.using)
+        messages = sql.rows_to_messages(rows, self.using)
+        if messages:
+            send_on_commit(
+                message_enqueued, Producer, self.using, queue=self.queue.name, messages=messages
+            )
+        return messages
 
     def enqueue(
         self,

@@ -23,7 +23,9 @@ def test_the_readme_has_its_usage_example() -> None:
     assert len(lines) <= 10
 
 
-@pytest.mark.django_db
+# transaction=True: examples run as in an application, where commits happen (signals are
+# sent on commit).
+@pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize(
     "path", [p for p in DOCS if python_blocks(p)], ids=lambda p: str(p.relative_to(ROOT))
 )
