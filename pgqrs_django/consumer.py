@@ -22,7 +22,7 @@ from .signals import (
     message_failed,
     send_on_commit,
 )
-from .validation import positive_int, seconds, serialize_payload
+from .validation import payload_limits, positive_int, seconds, serialize_payload
 
 #: Longest error text kept (a traceback of a deep recursion can be megabytes).
 MAX_ERROR_CHARS = 65_536
@@ -190,10 +190,11 @@ class Consumer:
             raise InvalidInput(f"{len(durations)} durations for {len(msgs)} messages")
         texts: dict[int, str | None] = {}
         times: dict[int, float | None] = {}
+        limits = payload_limits()
         for index, msg in enumerate(msgs):
             pk = msg.pk if isinstance(msg, Message) else msg
             value = results[index] if results is not None else None
-            texts[pk] = None if value is None else serialize_payload(value)
+            texts[pk] = None if value is None else serialize_payload(value, limits)
             times[pk] = durations[index] if durations is not None else None
 
         def archive(cursor: Any, queue_id: int, leases: list[tuple[int, int]]) -> set[int]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -19,8 +20,8 @@ from .models import Message, Queue
 from .queues import QueueRef
 from .signals import message_enqueued, send_on_commit
 from .validation import dedupe_key as check_dedupe_key
+from .validation import payload_limits, seconds, serialize_payload
 from .validation import priority as check_priority
-from .validation import seconds, serialize_payload
 
 
 class TokenBucket:
@@ -109,20 +110,51 @@ class Producer:
 
     def _insert(
         self,
-        payloads: Sequence[str],
-        priorities: Sequence[int],
-        delays: Sequence[float],
-        ats: Sequence[dt.datetime | None],
-        dedupe_keys: Sequence[str | None],
+        texts: list[str],
+        *,
+        priority: int,
+        delay: float = 0.0,
+        at: dt.datetime | None = None,
+        keys: list[str | None] | None = None,
     ) -> list[Message]:
+        """Insert serialised payloads in one statement and return the Messages inserted."""
         if self.bucket is not None:
-            self.bucket.take(len(payloads), block=self.block)
+            self.bucket.take(len(texts), block=self.block)
+        queue = self.queue
         with connections[self.using].cursor() as cursor:
-            rows = sql.insert(cursor, self.queue.pk, payloads, priorities, delays, ats, dedupe_keys)
-        messages = sql.rows_to_messages(rows, self.using)
+            done = sql.insert(
+                cursor,
+                queue.pk,
+                "[" + ",".join(texts) + "]",
+                priority=priority,
+                delay=delay,
+                at=at,
+                dedupe_keys=keys,
+            )
+        # Rows come back in input order; with dedupe keys some inputs may have been skipped.
+        messages = []
+        rows = iter(zip(done.ids, done.keys, strict=True))
+        row = next(rows, None)
+        for index, text in enumerate(texts):
+            key = keys[index] if keys is not None else None
+            if row is None or row[1] != key:
+                continue  # a duplicate dedupe_key: not inserted
+            messages.append(
+                sql.new_message(
+                    self.using,
+                    id=row[0],
+                    queue_id=queue.pk,
+                    payload=json.loads(text),
+                    priority=priority,
+                    enqueued_at=done.enqueued_at,
+                    vt=done.vt,
+                    dedupe_key=key,
+                )
+            )
+            row = next(rows, None)
         if messages:
             send_on_commit(
-                message_enqueued, Producer, self.using, queue=self.queue.name, messages=messages
+                message_enqueued, Producer, self.using, queue=queue.name, messages=messages
             )
         return messages
 
@@ -143,10 +175,15 @@ class Producer:
         """
         text = serialize_payload(payload)
         key = check_dedupe_key(dedupe_key)
-        rows = self._insert([text], [check_priority(priority)], [self._delay(delay)], [None], [key])
-        if not rows:
+        inserted = self._insert(
+            [text],
+            priority=check_priority(priority),
+            delay=self._delay(delay),
+            keys=[key] if key else None,
+        )
+        if not inserted:
             raise DuplicateMessage(self.queue.name, key or "")
-        return rows[0]
+        return inserted[0]
 
     def batch_enqueue(
         self,
@@ -161,20 +198,17 @@ class Producer:
         With ``dedupe_keys`` (one per payload, ``None`` for none), payloads whose key is
         already held by an active message are skipped: the result then has fewer messages.
         """
-        texts = [serialize_payload(p) for p in payloads]
-        if dedupe_keys is None:
-            keys: list[str | None] = [None] * len(texts)
-        else:
+        limits = payload_limits()
+        texts = [serialize_payload(p, limits) for p in payloads]
+        keys = None
+        if dedupe_keys is not None:
             keys = [check_dedupe_key(k) for k in dedupe_keys]
             if len(keys) != len(texts):
                 raise InvalidInput(f"dedupe_keys has {len(keys)} entries for {len(texts)} payloads")
+        pri, wait = check_priority(priority), self._delay(delay)
         if not texts:
             return []
-        pri = check_priority(priority)
-        wait = self._delay(delay)
-        return self._insert(
-            texts, [pri] * len(texts), [wait] * len(texts), [None] * len(texts), keys
-        )
+        return self._insert(texts, priority=pri, delay=wait, keys=keys)
 
     def enqueue_delayed(self, payload: Any, delay: float | dt.timedelta, **kwargs: Any) -> Message:
         """Enqueue a message that becomes visible after ``delay`` seconds (or a timedelta)."""
@@ -194,10 +228,12 @@ class Producer:
             raise InvalidInput("enqueue_at needs a timezone-aware datetime")
         text = serialize_payload(payload)
         key = check_dedupe_key(dedupe_key)
-        rows = self._insert([text], [check_priority(priority)], [0.0], [when], [key])
-        if not rows:
+        inserted = self._insert(
+            [text], priority=check_priority(priority), at=when, keys=[key] if key else None
+        )
+        if not inserted:
             raise DuplicateMessage(self.queue.name, key or "")
-        return rows[0]
+        return inserted[0]
 
     def extend_visibility(self, msg_id: int | Message, seconds_: float) -> bool:
         """Keep a message of this queue invisible ``seconds_`` longer (from its current

@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.db.backends.utils import CursorWrapper
 
@@ -58,36 +58,78 @@ def rows_to_messages(rows: Sequence[Sequence[Any]], alias: str) -> list[Message]
     return messages
 
 
+# Payloads travel as one JSON array (one quoted string), not as an array parameter per
+# column: quoting one string is far cheaper than quoting thousands of array elements. The
+# statement returns one row of arrays, so the client parses two timestamps per batch instead
+# of two per message.
+def new_message(alias: str, **values: Any) -> Message:
+    """A Message instance for a row just inserted (unset columns take their defaults)."""
+    defaults = {
+        "read_ct": 0,
+        "dequeued_at": None,
+        "claimed_at": None,
+        "consumer_id": None,
+        "dedupe_key": None,
+        "last_error": "",
+    }
+    merged = {**defaults, **values}
+    return Message.from_db(alias, _FIELD_NAMES, [merged[name] for name in _FIELD_NAMES])
+
+
 INSERT = """
-INSERT INTO pgqrs_message AS m
-    (queue_id, payload, priority, enqueued_at, vt, read_ct, dedupe_key, last_error)
-SELECT %s, t.payload, t.priority, statement_timestamp(),
-       COALESCE(t.at, statement_timestamp() + t.delay * interval '1 second'),
-       0, t.dedupe_key, ''
-FROM unnest(%s::jsonb[], %s::int[], %s::float8[], %s::timestamptz[], %s::text[])
-     WITH ORDINALITY AS t(payload, priority, delay, at, dedupe_key, ord)
-ORDER BY t.ord
-ON CONFLICT (queue_id, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
-RETURNING m.id, m.queue_id, m.payload, m.priority, m.enqueued_at, m.vt, m.read_ct,
-          m.dequeued_at, m.claimed_at, m.consumer_id, m.dedupe_key, m.last_error
+WITH inserted AS (
+    INSERT INTO pgqrs_message AS m
+        (queue_id, payload, priority, enqueued_at, vt, read_ct, dedupe_key, last_error)
+    SELECT %(queue)s, t.payload, %(priority)s, statement_timestamp(),
+           COALESCE(%(at)s::timestamptz,
+                    statement_timestamp() + %(delay)s * interval '1 second'),
+           0, (%(keys)s::text[])[t.ord], ''
+    FROM jsonb_array_elements(%(payloads)s::jsonb) WITH ORDINALITY AS t(payload, ord)
+    ORDER BY t.ord
+    ON CONFLICT (queue_id, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
+    RETURNING m.id, m.dedupe_key, m.enqueued_at, m.vt
+)
+SELECT COALESCE(array_agg(id ORDER BY id), '{}'), array_agg(dedupe_key ORDER BY id),
+       min(enqueued_at), min(vt)
+FROM inserted
 """
+
+
+class Inserted(NamedTuple):
+    """What INSERT returns: ids (ascending, i.e. input order) and their dedupe keys, and the
+    enqueued_at and vt shared by the whole batch."""
+
+    ids: list[int]
+    keys: list[str | None]
+    enqueued_at: dt.datetime | None
+    vt: dt.datetime | None
 
 
 def insert(
     cursor: CursorWrapper,
     queue_id: int,
-    payloads: Sequence[str],
-    priorities: Sequence[int],
-    delays: Sequence[float],
-    ats: Sequence[dt.datetime | None],
-    dedupe_keys: Sequence[str | None],
-) -> list[tuple[Any, ...]]:
-    """Insert a batch in one statement; rows whose dedupe_key is taken are skipped."""
+    payloads_json: str,
+    *,
+    priority: int,
+    delay: float,
+    at: dt.datetime | None,
+    dedupe_keys: Sequence[str | None] | None,
+) -> Inserted:
+    """Insert a batch (``payloads_json`` is a JSON array) in one statement; messages whose
+    dedupe_key is taken by an active message are skipped."""
     cursor.execute(
         INSERT,
-        [queue_id, list(payloads), list(priorities), list(delays), list(ats), list(dedupe_keys)],
+        {
+            "queue": queue_id,
+            "payloads": payloads_json,
+            "priority": priority,
+            "delay": delay,
+            "at": at,
+            "keys": list(dedupe_keys) if dedupe_keys is not None else None,
+        },
     )
-    return sorted(cursor.fetchall(), key=lambda row: row[0])
+    ids, keys, enqueued_at, vt = cursor.fetchone()
+    return Inserted(list(ids), list(keys or []), enqueued_at, vt)
 
 
 # The EXISTS is uncorrelated, so PostgreSQL evaluates it once (a one-time filter): a paused

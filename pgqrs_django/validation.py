@@ -57,26 +57,34 @@ def _depth(value: Any, limit: int) -> int:
     return deepest
 
 
-def serialize_payload(payload: Any) -> str:
+def payload_limits() -> tuple[int, int]:
+    """``(MAX_PAYLOAD_DEPTH, MAX_PAYLOAD_BYTES)``, read once per batch by callers."""
+    return int(conf.get("MAX_PAYLOAD_DEPTH")), int(conf.get("MAX_PAYLOAD_BYTES"))
+
+
+def serialize_payload(payload: Any, limits: tuple[int, int] | None = None) -> str:
     """Validate a payload and return its JSON text, as stored in the ``jsonb`` column.
 
-    Raises :class:`PayloadNotSerializable`, :class:`PayloadTooDeep` or :class:`PayloadTooLarge`.
+    ``limits`` is ``payload_limits()`` (read from the settings when omitted). Raises
+    :class:`PayloadNotSerializable`, :class:`PayloadTooDeep` or :class:`PayloadTooLarge`.
     """
-    max_depth = int(conf.get("MAX_PAYLOAD_DEPTH"))
-    # Check depth first: json.dumps would hit the recursion limit on absurd nesting.
-    if _depth(payload, max_depth) > max_depth:
-        raise PayloadTooDeep(f"payload nests deeper than MAX_PAYLOAD_DEPTH={max_depth}")
+    max_depth, max_bytes = limits if limits is not None else payload_limits()
     try:
         text = json.dumps(payload, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+    except RecursionError:
+        raise PayloadTooDeep(f"payload nests deeper than MAX_PAYLOAD_DEPTH={max_depth}") from None
     except ValueError as exc:  # NaN / Infinity
         raise PayloadNotSerializable(f"payload is not valid JSON: {exc}") from None
-    except (TypeError, RecursionError) as exc:
+    except TypeError as exc:
         raise PayloadNotSerializable(f"payload is not JSON-serialisable: {exc}") from None
+    # Nesting needs at least one bracket per level: walk the value only when the text has
+    # more brackets than the limit (brackets inside strings merely cause a needless walk).
+    if text.count("[") + text.count("{") > max_depth and _depth(payload, max_depth) > max_depth:
+        raise PayloadTooDeep(f"payload nests deeper than MAX_PAYLOAD_DEPTH={max_depth}")
     # PostgreSQL's jsonb cannot store U+0000 in strings.
     if "\\u0000" in text or "\x00" in text:
         raise PayloadNotSerializable("payload contains a NUL character, which jsonb cannot store")
     size = len(text.encode("utf-8"))
-    max_bytes = int(conf.get("MAX_PAYLOAD_BYTES"))
     if size > max_bytes:
         raise PayloadTooLarge(f"payload is {size} bytes, over MAX_PAYLOAD_BYTES={max_bytes}")
     return text

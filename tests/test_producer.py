@@ -280,3 +280,39 @@ def test_token_bucket_rejects_bad_rates() -> None:
         TokenBucket(0)
     with pytest.raises(InvalidInput):
         TokenBucket(5, burst=0.5)
+
+
+@pytest.mark.slow
+def test_huge_batch_in_one_statement(queue: Queue) -> None:
+    producer = Producer("jobs")
+    assert producer.queue == queue
+    with CaptureQueriesContext(connection) as ctx:
+        msgs = producer.batch_enqueue([{"n": n} for n in range(100_000)])
+    assert len(ctx.captured_queries) == 1
+    assert len(msgs) == 100_000 and msgs[-1].payload == {"n": 99_999}
+    assert Message.objects.filter(queue=queue).count() == 100_000
+
+
+def test_batch_dedupe_keys_map_back_to_their_payloads(queue: Queue) -> None:
+    producer = Producer("jobs")
+    producer.enqueue({"old": "x"}, dedupe_key="x")
+    msgs = producer.batch_enqueue(
+        [{"i": 0}, {"i": 1}, {"i": 2}, {"i": 3}, {"i": 4}],
+        dedupe_keys=["x", "x", None, "y", "y"],
+    )
+    assert [(m.payload, m.dedupe_key) for m in msgs] == [({"i": 2}, None), ({"i": 3}, "y")]
+    stored = dict(Message.objects.filter(pk__in=[m.id for m in msgs]).values_list("id", "payload"))
+    assert stored == {m.id: m.payload for m in msgs}
+
+
+def test_returned_message_matches_the_stored_row(queue: Queue) -> None:
+    sent = Producer("jobs").enqueue({"t": (1, 2), 3: "int key"}, priority=4, delay=30)
+    row = Message.objects.get(pk=sent.id)
+    assert sent.payload == row.payload == {"t": [1, 2], "3": "int key"}
+    assert (sent.priority, sent.vt, sent.enqueued_at, sent.read_ct) == (
+        row.priority,
+        row.vt,
+        row.enqueued_at,
+        row.read_ct,
+    )
+    assert sent.queue_id == queue.pk and sent.queue == queue
