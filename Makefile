@@ -9,13 +9,14 @@ STAMP := $(VENV)/.installed-dev
 MYPY_DB := $(if $(DATABASE_URL),$(DATABASE_URL),postgresql://localhost/mypy)
 PY312 := $(shell pyenv prefix 3.12 2>/dev/null)
 
-.PHONY: help venv test pytest lint format demo serve tox clean pgbouncer test-pgbouncer
+.PHONY: help venv test pytest lint format demo serve tox clean pgbouncer test-pgbouncer docs
 
 help:
 	@echo "make demo   - run the queue demo (embedded PostgreSQL unless DATABASE_URL is set)"
 	@echo "make test   - lint, type-check and run the whole test suite"
 	@echo "make serve  - serve the example project's admin on http://127.0.0.1:8000/admin/"
 	@echo "make tox    - run the suite on Django 5.2 (py3.11) and Django 6.1 (py3.12)"
+	@echo "make docs   - build the documentation (mkdocs, strict) into site/"
 	@echo "make test-pgbouncer - the API, CLI and worker tests through PgBouncer (transaction pooling)"
 
 $(STAMP): pyproject.toml
@@ -57,6 +58,14 @@ serve: $(STAMP)
 tox: $(STAMP)
 	$(BIN)/pip install --quiet --disable-pip-version-check 'tox>=4'
 	PATH="$(if $(PY312),$(PY312)/bin:,)$$PATH" $(BIN)/tox $(TOX_ARGS)
+
+DOCS_STAMP := $(VENV)/.installed-docs
+$(DOCS_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,docs]'
+	touch $@
+
+docs: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 clean:
 	rm -rf $(VENV) .tox .mypy_cache .ruff_cache .pytest_cache example_project/.pgdata
