@@ -100,6 +100,26 @@ class VerifyReport:
 
 
 @dataclasses.dataclass(frozen=True)
+class HealthReport:
+    """What ``health()`` found: ``ok`` is True when no worker is stale and every queue with
+    ready messages (paused ones aside) is served by a ready, non-stale worker."""
+
+    #: Names of running workers whose heartbeat is older than the stale timeout.
+    stale_workers: list[str]
+    #: Names of unpaused queues with ready messages and no ready, non-stale worker.
+    unserved_queues: list[str]
+    #: Running (ready or suspended) workers, stale ones included.
+    running_workers: int
+
+    @property
+    def ok(self) -> bool:
+        return not self.stale_workers and not self.unserved_queues
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, **dataclasses.asdict(self)}
+
+
+@dataclasses.dataclass(frozen=True)
 class ReclaimResult:
     workers: int
     messages: int
@@ -352,6 +372,15 @@ class PgqrsAdmin:
         except model.DoesNotExist:
             raise MessageNotFound(q.name, msg_id, archived=archived) from None
 
+    def list_archive(self, queue: str, *, limit: int = 50, offset: int = 0) -> list[Archive]:
+        """Archived messages of a queue, most recently archived first (``limit`` rows, at most
+        10,000, after skipping ``offset``)."""
+        q = resolve(queue, self.using)
+        count = positive_int(limit, "limit", maximum=10_000)
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            raise InvalidInput(f"offset must be a whole number >= 0, not {offset!r}")
+        return list(Archive.objects.using(self.using).filter(queue=q)[offset : offset + count])
+
     def delete_messages(self, queue: str, ids: Iterable[int]) -> int:
         """Delete active messages of a queue, held or not. Returns how many were deleted."""
         q = resolve(queue, self.using)
@@ -471,6 +500,35 @@ class PgqrsAdmin:
         """Ask a worker to stop gracefully at its next poll."""
         return self._set_worker(ref, shutdown_requested=True)
 
+    def stale_workers(self, timeout: float | None = None) -> list[Worker]:
+        """Running workers whose heartbeat is older than ``timeout`` seconds
+        (``STALE_WORKER_TIMEOUT`` by default), judged by the database clock."""
+        if timeout is not None:
+            timeout = seconds(timeout, "timeout")
+        return list(Worker.objects.using(self.using).stale(timeout).prefetch_related("queues"))
+
+    def health(self, timeout: float | None = None) -> HealthReport:
+        """Stale workers, and unpaused queues with ready messages that no ready, non-stale
+        worker serves (see :class:`HealthReport`)."""
+        stale = self.stale_workers(timeout)
+        stale_ids = [w.pk for w in stale]
+        served = set(
+            Worker.objects.using(self.using)
+            .filter(status=Worker.Status.READY)
+            .exclude(pk__in=stale_ids)
+            .values_list("queues__name", flat=True)
+        )
+        unserved = [
+            m.name
+            for m in self.all_queues_metrics()
+            if m.ready and not m.paused and m.name not in served
+        ]
+        return HealthReport(
+            stale_workers=[w.name for w in stale],
+            unserved_queues=unserved,
+            running_workers=Worker.objects.using(self.using).running().count(),
+        )
+
     def reclaim(self, timeout: float | None = None) -> ReclaimResult:
         """Mark workers whose heartbeat is older than ``timeout`` seconds (default
         ``STALE_WORKER_TIMEOUT``) stopped, and make every message held by a stopped worker
@@ -495,11 +553,13 @@ class PgqrsAdmin:
     def purge_old_workers(self, older_than: float | dt.timedelta = dt.timedelta(days=7)) -> int:
         """Delete stopped workers that stopped over ``older_than`` ago. Returns the count."""
         age = dt.timedelta(seconds=seconds(older_than, "older than"))
-        return (
+        _, by_model = (
             Worker.objects.using(self.using)
             .filter(status=Worker.Status.STOPPED, stopped_at__lt=Now() - age)
-            .delete()[0]
+            .delete()
         )
+        # Only the workers: the total also counts their rows in the queue link table.
+        return by_model.get(Worker._meta.label, 0)
 
     ainstall = async_twin(install)
     auninstall = async_twin(uninstall)
@@ -516,6 +576,7 @@ class PgqrsAdmin:
     aall_queues_metrics = async_twin(all_queues_metrics)
     asystem_stats = async_twin(system_stats)
     aget_message = async_twin(get_message)
+    alist_archive = async_twin(list_archive)
     adelete_messages = async_twin(delete_messages)
     arelease_messages = async_twin(release_messages)
     acancel_messages = async_twin(cancel_messages)
@@ -528,5 +589,7 @@ class PgqrsAdmin:
     asuspend_worker = async_twin(suspend_worker)
     aresume_worker = async_twin(resume_worker)
     ashutdown_worker = async_twin(shutdown_worker)
+    astale_workers = async_twin(stale_workers)
+    ahealth = async_twin(health)
     areclaim = async_twin(reclaim)
     apurge_old_workers = async_twin(purge_old_workers)

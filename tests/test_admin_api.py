@@ -260,3 +260,53 @@ def test_uninstall_then_install(admin: PgqrsAdmin) -> None:
         admin.install()
     assert admin.verify().ok
     assert admin.list_queues() == []
+
+
+def test_list_archive_pages_newest_first(admin: PgqrsAdmin, queue: Queue) -> None:
+    Producer("jobs").batch_enqueue([{"n": i} for i in range(5)])
+    consumer = Consumer("jobs")
+    for message in consumer.dequeue_batch(5):
+        consumer.archive(message)
+    newest_first = list(
+        Archive.objects.order_by("-archived_at", "-id").values_list("id", flat=True)
+    )
+    assert [r.id for r in admin.list_archive("jobs", limit=2, offset=1)] == newest_first[1:3]
+    assert len(admin.list_archive("jobs")) == 5
+    for bad in ({"limit": 0}, {"limit": 10_001}, {"offset": -1}, {"offset": 1.5}):
+        with pytest.raises(InvalidInput):
+            admin.list_archive("jobs", **bad)  # type: ignore[arg-type]
+    with pytest.raises(QueueNotFound):
+        admin.list_archive("nope")
+
+
+def test_stale_workers_and_health(admin: PgqrsAdmin, queue: Queue) -> None:
+    assert admin.health().ok
+    Producer("jobs").enqueue({"n": 1})
+    report = admin.health()
+    assert not report.ok and report.unserved_queues == ["jobs"] and report.stale_workers == []
+    live = admin.register_worker(["jobs"], name="live")
+    assert admin.health().as_dict() == {
+        "ok": True,
+        "stale_workers": [],
+        "unserved_queues": [],
+        "running_workers": 1,
+    }
+    Worker.objects.filter(pk=live.pk).update(heartbeat_at=Now() - dt.timedelta(minutes=5))
+    assert [w.name for w in admin.stale_workers()] == ["live"]
+    assert admin.stale_workers(timeout=600) == []
+    report = admin.health()
+    assert report.stale_workers == ["live"] and report.unserved_queues == ["jobs"]
+    assert admin.health(timeout=600).ok
+    admin.pause_queue("jobs")  # a paused queue needs no worker
+    assert admin.health(timeout=600).ok and admin.health().unserved_queues == []
+    with pytest.raises(InvalidInput):
+        admin.stale_workers(timeout=-1)
+
+
+def test_purge_old_workers_counts_workers_not_their_queue_links(
+    admin: PgqrsAdmin, queue: Queue
+) -> None:
+    old = admin.register_worker(["jobs"], name="old")
+    admin.stop_worker(old)
+    Worker.objects.filter(pk=old.pk).update(stopped_at=Now() - dt.timedelta(days=30))
+    assert admin.purge_old_workers() == 1
