@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from collections import Counter
 
 import pytest
@@ -18,7 +19,16 @@ def test_four_processes_archive_every_message_exactly_once(run_script) -> None:
     sent = Producer("race").batch_enqueue([{"n": i} for i in range(2000)])
     expected = {m.id for m in sent}
 
-    procs = [run_script("claim_and_archive", "race", batch) for batch in (1, 7, 25, 50)]
+    procs = [
+        run_script("claim_and_archive", "race", batch, stdin=subprocess.PIPE)
+        for batch in (1, 7, 25, 50)
+    ]
+    for proc in procs:  # all four connected and waiting, then released at once
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
     reports = []
     for proc in procs:
         out, err = proc.communicate(timeout=300)

@@ -17,6 +17,10 @@ from pgqrs_django import Consumer  # noqa: E402
 
 def main(queue: str, batch: int) -> None:
     consumer = Consumer(queue)
+    consumer.queue  # noqa: B018 - look the queue up before the start line
+    # Start together: say we are ready, then wait for the test's "go".
+    print("ready", flush=True)
+    sys.stdin.readline()
     claimed: list[int] = []
     archived: list[int] = []
     empty_rounds = 0
