@@ -24,7 +24,7 @@ from tests.cli_support import (
     run_in_savepoint,
 )
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.pgbouncer]
 
 QUEUE_KEYS = [
     "name",

@@ -16,7 +16,7 @@ from pgqrs_django import PgqrsAdmin
 from pgqrs_django.models import Message, Queue
 from tests.cli_support import ROOT, subprocess_cli
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow, pytest.mark.pgbouncer]
 
 
 def test_exit_codes_and_one_line_errors_from_a_real_process(
