@@ -66,6 +66,8 @@ ACK_DELAY = 0.005
 ACK_BUFFER = 100
 #: Backoff between attempts while the database is unreachable (seconds).
 DB_RETRY_MIN, DB_RETRY_MAX = 0.1, 5.0
+#: Shortest wait before looking again for a message that is due now but was not claimed.
+DUE_RECHECK = 0.02
 #: Default grace period for running jobs after SIGTERM (seconds).
 DEFAULT_GRACE = 30.0
 #: Default number of handlers running at once.
@@ -208,6 +210,11 @@ class _Runner:
         self._async_running = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
+    def busy(self) -> int:
+        """Jobs handed over whose results the main thread has not collected yet."""
+        with self.lock:
+            return self.inflight + len(self.done)
+
     def waiting(self) -> int:
         """Jobs handed over that no lane has started yet."""
         return len(self._sync_waiting) + len(self._async_waiting)
@@ -279,6 +286,12 @@ class _Runner:
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
         if self._loop is not None and self._loop_thread is not None:
+            # Async handlers' ORM calls ran on asgiref's sync thread: close its connections.
+            closing = asyncio.run_coroutine_threadsafe(
+                sync_to_async(connections.close_all)(), self._loop
+            )
+            with contextlib.suppress(Exception):
+                closing.result(max(0.1, deadline - time.monotonic()))
             self._loop.call_soon_threadsafe(self._cancel_and_stop)
             self._loop_thread.join(max(0.1, deadline - time.monotonic()))
             if not self._loop_thread.is_alive():
@@ -736,16 +749,22 @@ class WorkerRuntime:
             self._runner.submit(runnable)
 
     def _plan_next_due(self, now: float) -> None:
-        """Every queue came back empty: learn when the earliest delayed message is due."""
+        """Every queue came back empty: learn when the earliest waiting message is due (it
+        may be due already: it became visible since the claim)."""
         ok, until = self._db("reading the next due time", self._seconds_until_due)
-        if ok:
-            self._next_due = None if until is None else now + max(0.0, until)
+        if not ok:
+            return
+        # Something visible that the claim missed (claimed by another worker meanwhile, or
+        # visible since): look again shortly, not at once, so this cannot spin.
+        self._next_due = None if until is None else now + max(DUE_RECHECK, until)
 
     def _seconds_until_due(self) -> float | None:
+        """Seconds until the earliest unleased message of our queues is visible (<= 0 when
+        one is visible now), or None."""
         found = (
             Message.objects.using(self.using)
-            .filter(queue_id__in=list(self._queues))
-            .delayed()
+            .filter(queue_id__in=list(self._queues), claimed_at__isnull=True)
+            .exclude(queue__paused=True)
             .aggregate(until=ExpressionWrapper(Min("vt") - Now(), output_field=DurationField()))
         )["until"]
         return None if found is None else found.total_seconds()
@@ -800,7 +819,7 @@ class WorkerRuntime:
         """Archive finished messages: one statement per queue."""
         if not self._acks:
             return
-        idle = not self._runner.inflight
+        idle = not self._runner.busy()
         due = (
             force
             or idle
@@ -1011,7 +1030,7 @@ class WorkerRuntime:
 
     def _finished(self, now: float) -> bool:
         if self._stopping:
-            running = self._runner.inflight
+            running = self._runner.busy()
             if not (running or self._acks or self._failures or self._to_release):
                 return True
             if now >= self._grace_deadline:
@@ -1039,7 +1058,7 @@ class WorkerRuntime:
             return 0.0
         if db_ok and self._may_claim() and any(s.maybe_ready for s in self._order):
             return 0.0
-        if self._acks and not self._runner.inflight:
+        if self._acks and not self._runner.busy():
             return 0.0 if db_ok else max(0.0, self._db_retry_at - now)
         deadlines = [self._next_heartbeat, self._next_status, self._next_reclaim]
         if not self._stopping:
