@@ -144,28 +144,32 @@ def insert(
     return sorted(cursor.fetchall(), key=lambda row: row[0])
 
 
-# The EXISTS is uncorrelated, so PostgreSQL evaluates it once (a one-time filter): a paused
-# queue hands out nothing without a second round trip.
-CLAIM = """
-WITH claimable AS (
+# The claim, in two pieces that ARCHIVE_AND_CLAIM reuses. The EXISTS is uncorrelated, so
+# PostgreSQL evaluates it once (a one-time filter): a paused queue hands out nothing without a
+# second round trip. %(skip)s: ids the claim must not take (see ARCHIVE_AND_CLAIM).
+_CLAIMABLE = """
+claimable AS (
     SELECT id FROM pgqrs_message
-    WHERE queue_id = %s AND vt <= statement_timestamp()
-      AND NOT EXISTS (SELECT 1 FROM pgqrs_queue WHERE id = %s AND paused)
+    WHERE queue_id = %(queue)s AND vt <= statement_timestamp()
+      AND id <> ALL(%(skip)s::bigint[])
+      AND NOT EXISTS (SELECT 1 FROM pgqrs_queue WHERE id = %(queue)s AND paused)
     ORDER BY priority DESC, vt, id
-    LIMIT %s
+    LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
-)
+)"""
+_CLAIM_UPDATE = """
 UPDATE pgqrs_message AS m
-SET vt = statement_timestamp() + %s * interval '1 second',
+SET vt = statement_timestamp() + %(lock)s * interval '1 second',
     read_ct = m.read_ct + 1,
     claimed_at = statement_timestamp(),
     dequeued_at = COALESCE(m.dequeued_at, statement_timestamp()),
-    consumer_id = %s
+    consumer_id = %(worker)s
 FROM claimable
 WHERE m.id = claimable.id
 RETURNING m.id, m.queue_id, m.payload, m.priority, m.enqueued_at, m.vt, m.read_ct,
           m.dequeued_at, m.claimed_at, m.consumer_id, m.dedupe_key, m.last_error
 """
+CLAIM = "WITH" + _CLAIMABLE + _CLAIM_UPDATE
 
 
 def claim(
@@ -173,7 +177,10 @@ def claim(
 ) -> list[tuple[Any, ...]]:
     """Lease up to ``limit`` visible messages, highest priority first, skipping locked rows."""
     fast_timestamps(cursor)
-    cursor.execute(CLAIM, [queue_id, queue_id, limit, lock_seconds, worker_id])
+    cursor.execute(
+        CLAIM,
+        {"queue": queue_id, "skip": [], "limit": limit, "lock": lock_seconds, "worker": worker_id},
+    )
     # UPDATE ... RETURNING does not keep the CTE's order; restore priority order.
     return sorted(cursor.fetchall(), key=lambda row: (-row[3], row[0]))
 
@@ -201,8 +208,10 @@ def _held(
     return {row[0] for row in cursor.fetchall()}
 
 
-ARCHIVE = """
-WITH done AS (
+# Archiving, in two pieces that ARCHIVE_AND_CLAIM reuses: delete the held rows (lease
+# checked) and insert them into the archive.
+_DELETE_HELD = """
+done AS (
     DELETE FROM pgqrs_message AS m
     USING unnest(%(ids)s::bigint[], %(tokens)s::int[], %(results)s::jsonb[],
                  %(durations)s::float8[])
@@ -210,7 +219,8 @@ WITH done AS (
     WHERE m.id = t.id AND m.read_ct = t.token AND m.claimed_at IS NOT NULL
           AND m.queue_id = %(queue)s
     RETURNING m.*, t.result AS result, t.duration AS duration
-)
+)"""
+_INSERT_ARCHIVE = """
 INSERT INTO pgqrs_archive
     (id, queue_id, payload, priority, enqueued_at, vt, read_ct, dequeued_at, dedupe_key,
      archived_at, outcome, duration, worker_name, error, result)
@@ -221,6 +231,7 @@ SELECT id, queue_id, payload, priority, enqueued_at, vt, read_ct, dequeued_at, d
 FROM done
 RETURNING id
 """
+ARCHIVE = "WITH" + _DELETE_HELD + _INSERT_ARCHIVE
 
 
 def archive_held(
@@ -253,48 +264,22 @@ def archive_held(
 # one round trip and one commit (one WAL flush) serve both. The claim skips the rows being
 # archived (a lease that just ran out could otherwise be archived and re-claimed by the same
 # statement). The first column carries the archived ids; a claim that found nothing still
-# yields one row (NULL message columns) to carry them.
-ARCHIVE_AND_CLAIM = """
-WITH done AS (
-    DELETE FROM pgqrs_message AS m
-    USING unnest(%(ids)s::bigint[], %(tokens)s::int[], %(results)s::jsonb[],
-                 %(durations)s::float8[])
-          AS t(id, token, result, duration)
-    WHERE m.id = t.id AND m.read_ct = t.token AND m.claimed_at IS NOT NULL
-          AND m.queue_id = %(queue)s
-    RETURNING m.*, t.result AS result, t.duration AS duration
-), archived AS (
-    INSERT INTO pgqrs_archive
-        (id, queue_id, payload, priority, enqueued_at, vt, read_ct, dequeued_at, dedupe_key,
-         archived_at, outcome, duration, worker_name, error, result)
-    SELECT id, queue_id, payload, priority, enqueued_at, vt, read_ct, dequeued_at, dedupe_key,
-           statement_timestamp(), %(outcome)s,
-           COALESCE(duration, EXTRACT(EPOCH FROM statement_timestamp() - claimed_at)::float8),
-           %(worker_name)s, '', result
-    FROM done
-    RETURNING id
-), claimable AS (
-    SELECT id FROM pgqrs_message
-    WHERE queue_id = %(queue)s AND vt <= statement_timestamp() AND id <> ALL(%(ids)s::bigint[])
-      AND NOT EXISTS (SELECT 1 FROM pgqrs_queue WHERE id = %(queue)s AND paused)
-    ORDER BY priority DESC, vt, id
-    LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
-), claimed AS (
-    UPDATE pgqrs_message AS m
-    SET vt = statement_timestamp() + %(lock)s * interval '1 second',
-        read_ct = m.read_ct + 1,
-        claimed_at = statement_timestamp(),
-        dequeued_at = COALESCE(m.dequeued_at, statement_timestamp()),
-        consumer_id = %(worker)s
-    FROM claimable
-    WHERE m.id = claimable.id
-    RETURNING m.id, m.queue_id, m.payload, m.priority, m.enqueued_at, m.vt, m.read_ct,
-              m.dequeued_at, m.claimed_at, m.consumer_id, m.dedupe_key, m.last_error
-)
+# yields one row (NULL message columns) to carry them. Built once, at import, from the
+# constant pieces above: no value is ever formatted into it.
+ARCHIVE_AND_CLAIM = (
+    "WITH"  # noqa: S608
+    + _DELETE_HELD
+    + ", archived AS ("
+    + _INSERT_ARCHIVE
+    + "),"
+    + _CLAIMABLE
+    + ", claimed AS ("
+    + _CLAIM_UPDATE
+    + """)
 SELECT a.ids, c.*
 FROM (SELECT array_agg(id) AS ids FROM archived) AS a LEFT JOIN claimed AS c ON true
 """
+)
 
 
 def archive_and_claim(
@@ -322,6 +307,8 @@ def archive_and_claim(
             "queue": queue_id,
             "outcome": "succeeded",
             "worker_name": worker_name,
+            "error": "",
+            "skip": [i for i, _ in leases],
             "limit": limit,
             "lock": lock_seconds,
             "worker": worker_id,
