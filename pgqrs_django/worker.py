@@ -611,8 +611,11 @@ class WorkerRuntime:
     # -- database calls ------------------------------------------------------------------
 
     def _close_connection(self) -> None:
+        wrapper = connections[self.using]
+        if wrapper.in_atomic_block:  # run inside a caller's transaction: not ours to close
+            return
         with contextlib.suppress(DatabaseError):
-            connections[self.using].close()
+            wrapper.close()
 
     def _db_ok(self) -> bool:
         return time.monotonic() >= self._db_retry_at

@@ -195,13 +195,13 @@ class Command(BaseCommand):
             sys.exit(code)
 
     def _configure_logging(self, level: str) -> None:
-        """Worker logs go to stderr unless the project's LOGGING configures them."""
+        """Worker logs go to stderr unless the project's LOGGING already sends them
+        somewhere (a handler on ``pgqrs_django`` or an ancestor, root included)."""
         log = logging.getLogger("pgqrs_django")
         log.setLevel(level.upper())
-        if not log.handlers:
+        if not log.hasHandlers():
             handler = logging.StreamHandler(sys.stderr)
             handler.setFormatter(
                 logging.Formatter("%(asctime)s %(levelname)s [%(process)d] %(message)s")
             )
             log.addHandler(handler)
-            log.propagate = False
