@@ -20,7 +20,9 @@ import time
 from bench.common import scratch_database, start_worker, stop_workers, wait_for_workers
 
 
-def drain(queue: str, messages: int, workers: int, batch: int, concurrency: int) -> float:
+def drain(
+    queue: str, messages: int, workers: int, batch: int, concurrency: int, *extra: str
+) -> float:
     from django.db.models import Max
 
     from pgqrs_django import PgqrsAdmin, Producer
@@ -30,6 +32,10 @@ def drain(queue: str, messages: int, workers: int, batch: int, concurrency: int)
     admin.purge_queue(queue)
     admin.purge_archive(queue)
     Worker.objects.all().delete()
+    from django.db import connection
+
+    with connection.cursor() as cursor:  # the same starting state as the floor's run
+        cursor.execute("VACUUM ANALYZE pgqrs_message")
     procs = [
         start_worker(
             "--queue",
@@ -40,13 +46,14 @@ def drain(queue: str, messages: int, workers: int, batch: int, concurrency: int)
             str(concurrency),
             "--lock-time",
             "60",
+            *extra,
         )
         for _ in range(workers)
     ]
     try:
         wait_for_workers(workers)
         producer = Producer(queue)
-        from django.db import connection, transaction
+        from django.db import transaction
 
         with transaction.atomic():
             for start in range(0, messages, 5000):
@@ -105,6 +112,9 @@ def main() -> None:
         "--async", dest="use_async", action="store_true", help="use an async def handler"
     )
     parser.add_argument("--floor", action="store_true", help="also drain with the SQL floor")
+    parser.add_argument(
+        "--async-commit", action="store_true", help="run the workers with --async-commit"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON line per run")
     args = parser.parse_args()
     with scratch_database():
@@ -113,13 +123,15 @@ def main() -> None:
         queue = "bench-drain-async" if args.use_async else "bench-drain"
         PgqrsAdmin().create_queue(queue, visibility_timeout=60)
         for batch in args.batch:
-            rate = drain(queue, args.messages, args.workers, batch, args.concurrency)
+            extra = ["--async-commit"] if args.async_commit else []
+            rate = drain(queue, args.messages, args.workers, batch, args.concurrency, *extra)
             row: dict[str, object] = {
                 "messages": args.messages,
                 "workers": args.workers,
                 "batch": batch,
                 "concurrency": args.concurrency,
                 "async": args.use_async,
+                "async_commit": args.async_commit,
                 "msg_per_s": round(rate),
             }
             line = (

@@ -5,7 +5,8 @@ polling only.
 
 For each sample the script waits a random 20-60 ms (so the worker is idle; with polling, up
 to a poll interval more), notes the wall clock, enqueues one message and waits for its
-archive row; the handler (bench/jobs.py) returned the wall clock at which it started. Both clocks are this machine's. Runs against
+archive row; the handler (bench/jobs.py) returned the wall clock at which it started. Both
+clocks are this machine's. Runs against
 ``DATABASE_URL`` (a scratch database on that server) or an embedded PostgreSQL.
 """
 

@@ -186,7 +186,11 @@ def claim(
 
 
 # Holder-only statements (ARCHIVE, DELETE, RELEASE, EXTEND) all match the lease the same way,
-# on %(ids)s / %(tokens)s arrays and %(queue)s, and return the ids they acted on.
+# on %(ids)s / %(tokens)s arrays and %(queue)s, and return the ids they acted on. The queue
+# check is written "(...) IS TRUE" so it can never become an index condition: rows are found
+# by primary key. (Right after a burst of inserts, stale statistics make the queue look
+# nearly empty, and the planner would otherwise scan the whole queue through the claim
+# index on every archive.)
 
 
 def _held(
@@ -217,7 +221,7 @@ done AS (
                  %(durations)s::float8[])
           AS t(id, token, result, duration)
     WHERE m.id = t.id AND m.read_ct = t.token AND m.claimed_at IS NOT NULL
-          AND m.queue_id = %(queue)s
+          AND (m.queue_id = %(queue)s) IS TRUE
     RETURNING m.*, t.result AS result, t.duration AS duration
 )"""
 _INSERT_ARCHIVE = """
@@ -324,7 +328,7 @@ DELETE = """
 DELETE FROM pgqrs_message AS m
 USING unnest(%(ids)s::bigint[], %(tokens)s::int[]) AS t(id, token)
 WHERE m.id = t.id AND m.read_ct = t.token AND m.claimed_at IS NOT NULL
-      AND m.queue_id = %(queue)s
+      AND (m.queue_id = %(queue)s) IS TRUE
 RETURNING m.id
 """
 
@@ -340,7 +344,7 @@ UPDATE pgqrs_message AS m
 SET vt = statement_timestamp(), claimed_at = NULL, consumer_id = NULL
 FROM unnest(%(ids)s::bigint[], %(tokens)s::int[]) AS t(id, token)
 WHERE m.id = t.id AND m.read_ct = t.token AND m.claimed_at IS NOT NULL
-      AND m.queue_id = %(queue)s
+      AND (m.queue_id = %(queue)s) IS TRUE
 RETURNING m.id
 """
 
@@ -357,7 +361,7 @@ UPDATE pgqrs_message AS m
 SET vt = GREATEST(m.vt, statement_timestamp()) + %(seconds)s * interval '1 second'
 FROM unnest(%(ids)s::bigint[], %(tokens)s::int[]) AS t(id, token)
 WHERE m.id = t.id AND m.read_ct = t.token AND m.claimed_at IS NOT NULL
-      AND m.queue_id = %(queue)s
+      AND (m.queue_id = %(queue)s) IS TRUE
 RETURNING m.id
 """
 
@@ -373,7 +377,7 @@ def extend_held(
 LOCK_FOR_FAIL = """
 SELECT m.read_ct, q.max_attempts, q.dead_letter_queue_id
 FROM pgqrs_message AS m JOIN pgqrs_queue AS q ON q.id = m.queue_id
-WHERE m.id = %s AND m.read_ct = %s AND m.claimed_at IS NOT NULL AND m.queue_id = %s
+WHERE m.id = %s AND m.read_ct = %s AND m.claimed_at IS NOT NULL AND (m.queue_id = %s) IS TRUE
 FOR UPDATE OF m
 """
 

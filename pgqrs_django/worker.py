@@ -94,6 +94,8 @@ class WorkerOptions:
     grace: float = DEFAULT_GRACE
     name: str | None = None
     using: str | None = None
+    #: The worker's claims and acknowledgements do not wait for the WAL flush.
+    async_commit: bool = False
 
 
 class _ServedQueue:
@@ -628,12 +630,19 @@ class WorkerRuntime:
         then pick a bitmap scan that sorts every ready row on each claim (a cost that grows
         with the backlog). This connection runs only pgqrs statements, none of which needs
         a bitmap scan.
+
+        With ``async_commit``, its commits do not wait for the WAL flush
+        (``synchronous_commit = off``): a PostgreSQL crash may then forget the last fraction
+        of a second of claims and acknowledgements, and those jobs run again. Enqueues, on
+        other connections, keep their durability.
         """
         wrapper = connections[self.using]
         if wrapper.connection is None or wrapper.connection is not self._session:
             wrapper.ensure_connection()
             with wrapper.cursor() as cursor:
                 cursor.execute("SET enable_bitmapscan = off")
+                if self.options.async_commit:
+                    cursor.execute("SET synchronous_commit = off")
             self._session = wrapper.connection
 
     def _db(self, what: str, call: Callable[..., Any], *args: Any) -> tuple[bool, Any]:

@@ -332,3 +332,20 @@ def test_request_stop_from_another_thread(admin: PgqrsAdmin) -> None:
     assert runtime.run() == 0
     assert time.monotonic() - started < 30
     assert Worker.objects.get().status == Worker.Status.STOPPED
+
+
+def test_session_settings_of_the_workers_own_connection(admin: PgqrsAdmin) -> None:
+    admin.create_queue("work")
+    msg = Producer("work").enqueue({})
+    call_command("pgqrs_worker", "--queue", "work", "--burst", "--async-commit")
+    assert Archive.objects.get().id == msg.id
+    for async_commit, expected in ((True, "off"), (False, "on")):
+        connection.close()
+        runtime = WorkerRuntime(WorkerOptions(queues=["work"], async_commit=async_commit))
+        runtime._prepare_session()  # what every database call of the runtime goes through
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW synchronous_commit")
+            assert cursor.fetchone()[0] == expected
+            cursor.execute("SHOW enable_bitmapscan")
+            assert cursor.fetchone()[0] == "off"
+    connection.close()  # the rest of the suite gets a fresh session

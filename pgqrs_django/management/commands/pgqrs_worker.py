@@ -159,6 +159,12 @@ class Command(BaseCommand):
             help="poll only, no LISTEN/NOTIFY (for PgBouncer in transaction pooling mode)",
         )
         parser.add_argument(
+            "--async-commit",
+            action="store_true",
+            help="the worker's claims and acknowledgements do not wait for the WAL flush: "
+            "faster; after a PostgreSQL crash the last acknowledged jobs may run again",
+        )
+        parser.add_argument(
             "--name", type=worker_name, default=None, help="worker name (default host-pid-random)"
         )
         parser.add_argument(
@@ -180,6 +186,7 @@ class Command(BaseCommand):
                 listen=options["listen"],
                 grace=options["grace"],
                 name=options["name"],
+                async_commit=options["async_commit"],
             )
         )
         try:
