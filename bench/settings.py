@@ -10,10 +10,6 @@ SECRET_KEY = "pgqrs-django-bench-only"
 USE_TZ = True
 TIME_ZONE = "UTC"
 DATABASES = {"default": env.db("DATABASE_URL")}
-if env.bool("BENCH_PREPARE", default=False):
-    # Server-side binding with prepared statements: what a project may choose for speed
-    # when no transaction-pooling PgBouncer sits in between.
-    DATABASES["default"]["OPTIONS"] = {"server_side_binding": True, "prepare_threshold": 2}
 INSTALLED_APPS = ["django.contrib.contenttypes", "pgqrs_django", "bench"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 LOGGING = {

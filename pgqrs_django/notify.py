@@ -45,7 +45,8 @@ def connection_params(alias: str) -> dict[str, Any]:
     params = dict(wrapper.get_connection_params())
     for key in _DJANGO_ONLY:
         params.pop(key, None)
-    # Notice a dead server even when no notification is due.
+    # Notice a dead server even when no notification is due; never hang on connecting.
+    params.setdefault("connect_timeout", 10)
     params.setdefault("keepalives", 1)
     params.setdefault("keepalives_idle", 30)
     params.setdefault("keepalives_interval", 10)
@@ -109,11 +110,13 @@ class Listener:
                     # Anything sent while we were not listening is lost: tell the worker.
                     self.on_notify(None)
                     self._listen(conn)
-            except psycopg.Error as exc:
+            except Exception as exc:  # psycopg errors, or a bug in on_notify: keep listening
                 self._connected.clear()
                 if self._stop.is_set():
                     break
-                if not failing:
+                if not isinstance(exc, psycopg.Error):
+                    logger.exception("LISTEN thread error; reconnecting")
+                elif not failing:
                     logger.warning("LISTEN connection lost (%s); reconnecting", _one_line(exc))
                 failing = True
                 self._stop.wait(delay)

@@ -18,7 +18,7 @@ How it stays correct:
   dropped without running, and every settle statement checks the lease token;
 - a message delivered more than ``max_attempts`` times (its earlier holders died without
   finishing it) is dead-lettered without running;
-- every database call is retried with backoff after an ``OperationalError``: results wait in
+- every database call is retried with backoff after a database error: results wait in
   memory until the database is back, so a restart loses nothing;
 - on SIGTERM/SIGINT (or an operator's shutdown request) it stops claiming, releases the
   messages it has not started (claimable at once), lets running ones finish within the grace
@@ -44,7 +44,8 @@ from types import FrameType
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.db import DatabaseError, InterfaceError, OperationalError, connections
+from django.db import Error as DjangoDatabaseError
+from django.db import InterfaceError, OperationalError, connections
 from django.db.models import DurationField, ExpressionWrapper, Min
 from django.db.models.functions import Now
 
@@ -66,6 +67,8 @@ ACK_DELAY = 0.005
 ACK_BUFFER = 100
 #: Backoff between attempts while the database is unreachable (seconds).
 DB_RETRY_MIN, DB_RETRY_MAX = 0.1, 5.0
+#: Shortest lease the worker takes (a shorter one would end before a job could start).
+MIN_LOCK_TIME = 0.5
 #: Shortest wait before looking again for a message that is due now but was not claimed.
 DUE_RECHECK = 0.02
 #: Default grace period for running jobs after SIGTERM (seconds).
@@ -117,7 +120,8 @@ class _ServedQueue:
 
     @property
     def lock_time(self) -> float:
-        return self.fixed_lock if self.fixed_lock is not None else self.visibility_timeout
+        lock = self.fixed_lock if self.fixed_lock is not None else self.visibility_timeout
+        return max(MIN_LOCK_TIME, lock)
 
 
 class _Job:
@@ -531,7 +535,15 @@ class WorkerRuntime:
             self._next_status = self._next_poll = now + self.poll_interval
             self._next_reclaim = now  # release dead workers' messages before the first claim
             self._next_extend = now
-            self._loop()
+            try:
+                self._loop()
+            except BaseException:
+                # A bug or an interrupt: give back what we hold and mark ourselves stopped
+                # rather than leave messages leased to a row that claims to be alive.
+                logger.exception("worker loop failed; releasing what it holds")
+                self._stop_reason = "loop failed"
+                self._finish()
+                raise
             return self._finish()
         finally:
             for number, handler in previous.items():
@@ -595,7 +607,6 @@ class WorkerRuntime:
                     served.maybe_ready = True
             elif value in self._queues:
                 self._queues[value].maybe_ready = True
-            self._next_due = None
         elif kind == _SIGNAL:
             reason = value if isinstance(value, str) else f"{signal.Signals(value).name} received"
             self._begin_stop(reason, time.monotonic())
@@ -616,7 +627,7 @@ class WorkerRuntime:
         wrapper = connections[self.using]
         if wrapper.in_atomic_block:  # run inside a caller's transaction: not ours to close
             return
-        with contextlib.suppress(DatabaseError):
+        with contextlib.suppress(DjangoDatabaseError):
             wrapper.close()
 
     def _db_ok(self) -> bool:
@@ -653,7 +664,7 @@ class WorkerRuntime:
         try:
             self._prepare_session()
             value = call(*args)
-        except DatabaseError as exc:
+        except DjangoDatabaseError as exc:  # DatabaseError and InterfaceError
             now = time.monotonic()
             if self._db_down_since is None:
                 self._db_down_since = now
@@ -800,7 +811,7 @@ class WorkerRuntime:
             job.error = exc
         finally:
             job.duration = time.perf_counter() - started
-            if job.error is not None:
+            if job.error is not None:  # a failed query may have broken a connection
                 reset_broken_connections()
 
     async def _execute_async(self, job: _Job) -> None:

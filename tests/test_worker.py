@@ -259,6 +259,7 @@ def test_claimed_messages_equal_what_the_orm_loads(queue: Queue) -> None:
         (["--concurrency", "many"], "'many' is not a whole number"),
         (["--batch-size", "100000"], "100000 is not between 1 and 10000"),
         (["--lock-time", "-1"], "argument --lock-time: '-1' must be a number of seconds > 0"),
+        (["--lock-time", "0.1"], "'0.1' is under the minimum of 0.5 s"),
         (["--poll-interval", "0"], "'0' must be a number of seconds > 0"),
         (["--grace", "nan"], "'nan' must be a number of seconds >= 0"),
         (["--max-messages", "0"], "0 is not between 1"),
@@ -349,3 +350,22 @@ def test_session_settings_of_the_workers_own_connection(admin: PgqrsAdmin) -> No
             cursor.execute("SHOW enable_bitmapscan")
             assert cursor.fetchone()[0] == "off"
     connection.close()  # the rest of the suite gets a fresh session
+
+
+def test_a_failing_loop_releases_what_it_holds_and_marks_the_worker_stopped(
+    admin: PgqrsAdmin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    admin.create_queue("work")
+    Producer("work").batch_enqueue([{"n": i} for i in range(6)])
+
+    def broken(self: Consumer, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a bug in the claim path")
+
+    # The second claim (which carries the first batch's acknowledgements) hits a bug.
+    monkeypatch.setattr(Consumer, "archive_and_dequeue_batch", broken)
+    runtime = WorkerRuntime(WorkerOptions(queues=["work"], batch_size=2, concurrency=1))
+    with pytest.raises(RuntimeError, match="a bug in the claim path"):
+        runtime.run()
+    assert Worker.objects.get().status == Worker.Status.STOPPED
+    assert not Message.objects.filter(claimed_at__isnull=False).exists()
+    assert Archive.objects.count() + Message.objects.count() == 6

@@ -15,12 +15,18 @@ from typing import Any, NoReturn
 
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import DatabaseError
+from django.db import Error as DatabaseError
 
 from pgqrs_django import conf
 from pgqrs_django.exceptions import PgqrsError
 from pgqrs_django.validation import QUEUE_NAME_PATTERN, validate_queue_name
-from pgqrs_django.worker import DEFAULT_CONCURRENCY, DEFAULT_GRACE, WorkerOptions, WorkerRuntime
+from pgqrs_django.worker import (
+    DEFAULT_CONCURRENCY,
+    DEFAULT_GRACE,
+    MIN_LOCK_TIME,
+    WorkerOptions,
+    WorkerRuntime,
+)
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -45,7 +51,7 @@ def whole_number(maximum: int) -> Any:
     return parse
 
 
-def duration(*, allow_zero: bool) -> Any:
+def duration(*, allow_zero: bool = False, minimum: float = 0.0) -> Any:
     def parse(value: str) -> float:
         try:
             number = float(value)
@@ -55,6 +61,8 @@ def duration(*, allow_zero: bool) -> Any:
             raise argparse.ArgumentTypeError(
                 f"{value!r} must be a number of seconds {'>= 0' if allow_zero else '> 0'}"
             )
+        if number < minimum:
+            raise argparse.ArgumentTypeError(f"{value!r} is under the minimum of {minimum:g} s")
         return number
 
     return parse
@@ -122,7 +130,7 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--lock-time",
-            type=duration(allow_zero=False),
+            type=duration(minimum=MIN_LOCK_TIME),
             default=None,
             metavar="SECONDS",
             help="lease of each claimed message (default: the queue's visibility_timeout); "
