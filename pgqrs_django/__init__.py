@@ -14,13 +14,15 @@ if TYPE_CHECKING:
     from .admin_api import PgqrsAdmin
     from .consumer import Consumer
     from .producer import Producer
+    from .registry import handler
 
-__all__ = ["Consumer", "PgqrsAdmin", "Producer", "__version__"]
+__all__ = ["Consumer", "PgqrsAdmin", "Producer", "__version__", "handler"]
 
 _LAZY = {
     "Producer": "pgqrs_django.producer",
     "Consumer": "pgqrs_django.consumer",
     "PgqrsAdmin": "pgqrs_django.admin_api",
+    "handler": "pgqrs_django.registry",
 }
 
 

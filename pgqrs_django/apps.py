@@ -11,3 +11,6 @@ class PgqrsConfig(AppConfig):
 
     def ready(self) -> None:
         from . import checks  # noqa: F401  (registers the system checks)
+        from .registry import autodiscover
+
+        autodiscover()  # import every installed app's jobs.py (handler registration)

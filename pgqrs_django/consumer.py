@@ -99,6 +99,12 @@ class Consumer:
     def dequeue_batch(self, n: int | None = None, lock_time: float | None = None) -> list[Message]:
         """Claim up to ``n`` visible messages (``DEFAULT_BATCH_SIZE`` by default) in one round
         trip. Each stays invisible to others for ``lock_time`` seconds."""
+        limit, lock, worker_id = self._claim_args(n, lock_time)
+        with connections[self.using].cursor() as cursor:
+            rows = sql.claim(cursor, self.queue.pk, limit, lock, worker_id)
+        return self._claimed(rows)
+
+    def _claim_args(self, n: int | None, lock_time: float | None) -> tuple[int, float, int | None]:
         limit = positive_int(
             n if n is not None else int(conf.get("DEFAULT_BATCH_SIZE")),
             "batch size",
@@ -109,9 +115,9 @@ class Consumer:
             "lock time",
             allow_zero=False,
         )
-        worker_id = self.worker.pk if self.worker is not None else None
-        with connections[self.using].cursor() as cursor:
-            rows = sql.claim(cursor, self.queue.pk, limit, lock, worker_id)
+        return limit, lock, self.worker.pk if self.worker is not None else None
+
+    def _claimed(self, rows: Sequence[Sequence[Any]]) -> list[Message]:
         messages = sql.rows_to_messages(rows, self.using)
         with self._lock:
             for message in messages:
@@ -184,18 +190,7 @@ class Consumer:
     ) -> list[bool]:
         """Archive held messages in one round trip; one bool per message, in order."""
         msgs = list(msgs)
-        if results is not None and len(results) != len(msgs):
-            raise InvalidInput(f"{len(results)} results for {len(msgs)} messages")
-        if durations is not None and len(durations) != len(msgs):
-            raise InvalidInput(f"{len(durations)} durations for {len(msgs)} messages")
-        texts: dict[int, str | None] = {}
-        times: dict[int, float | None] = {}
-        limits = payload_limits()
-        for index, msg in enumerate(msgs):
-            pk = msg.pk if isinstance(msg, Message) else msg
-            value = results[index] if results is not None else None
-            texts[pk] = None if value is None else serialize_payload(value, limits)
-            times[pk] = durations[index] if durations is not None else None
+        texts, times = self._archive_values(msgs, results, durations)
 
         def archive(cursor: Any, queue_id: int, leases: list[tuple[int, int]]) -> set[int]:
             return sql.archive_held(
@@ -208,7 +203,10 @@ class Consumer:
                 durations=[times[pk] for pk, _ in leases],
             )
 
-        settled = self._on_held(msgs, archive)
+        return self._archived(msgs, self._on_held(msgs, archive))
+
+    def _archived(self, msgs: list[MessageRef], settled: list[bool]) -> list[bool]:
+        """Send ``message_archived`` for the messages archived; returns ``settled``."""
         done_ids = [
             m.pk if isinstance(m, Message) else m for m, ok in zip(msgs, settled, strict=True) if ok
         ]
@@ -217,6 +215,58 @@ class Consumer:
                 message_archived, Consumer, self.using, queue=self.queue.name, msg_ids=done_ids
             )
         return settled
+
+    def _archive_values(
+        self,
+        msgs: list[MessageRef],
+        results: Sequence[Any] | None,
+        durations: Sequence[float | None] | None,
+    ) -> tuple[dict[int, str | None], dict[int, float | None]]:
+        """Validated JSON results and durations of ``msgs``, by message id."""
+        if results is not None and len(results) != len(msgs):
+            raise InvalidInput(f"{len(results)} results for {len(msgs)} messages")
+        if durations is not None and len(durations) != len(msgs):
+            raise InvalidInput(f"{len(durations)} durations for {len(msgs)} messages")
+        texts: dict[int, str | None] = {}
+        times: dict[int, float | None] = {}
+        limits = payload_limits()
+        for index, msg in enumerate(msgs):
+            pk = msg.pk if isinstance(msg, Message) else msg
+            value = results[index] if results is not None else None
+            texts[pk] = None if value is None else serialize_payload(value, limits)
+            times[pk] = durations[index] if durations is not None else None
+        return texts, times
+
+    def archive_and_dequeue_batch(
+        self,
+        msgs: Iterable[MessageRef],
+        results: Sequence[Any] | None = None,
+        durations: Sequence[float | None] | None = None,
+        *,
+        n: int | None = None,
+        lock_time: float | None = None,
+    ) -> tuple[list[bool], list[Message]]:
+        """``archive_batch(msgs, results, durations)`` and ``dequeue_batch(n, lock_time)`` in
+        one statement: one round trip and one commit for both (the worker's hot path).
+        Returns one bool per archived message, in order, and the claimed messages. The claim
+        never returns one of ``msgs``."""
+        msgs = list(msgs)
+        texts, times = self._archive_values(msgs, results, durations)
+        limit, lock, worker_id = self._claim_args(n, lock_time)
+        leases = [lease for lease in map(self._lease, msgs) if lease is not None]
+        with connections[self.using].cursor() as cursor:
+            done, rows = sql.archive_and_claim(
+                cursor,
+                self.queue.pk,
+                leases,
+                worker_name=self.worker_name,
+                results=[texts[pk] for pk, _ in leases],
+                durations=[times[pk] for pk, _ in leases],
+                limit=limit,
+                lock_seconds=lock,
+                worker_id=worker_id,
+            )
+        return self._archived(msgs, self._settle(msgs, done)), self._claimed(rows)
 
     def delete(self, msg: MessageRef) -> bool:
         """Delete a held message without archiving it."""
@@ -237,15 +287,26 @@ class Consumer:
     def extend_visibility(self, msg: MessageRef, seconds_: float) -> bool:
         """Extend the lease of a held message by ``seconds_`` (from its current end, or from
         now if it has run out). False if the lease was lost."""
+        return self.extend_visibility_batch([msg], seconds_)[0]
+
+    def extend_visibility_batch(self, msgs: Iterable[MessageRef], seconds_: float) -> list[bool]:
+        """Extend the leases of held messages in one round trip; one bool per message, in
+        order. Messages whose lease was lost are forgotten (False)."""
         extra = seconds(seconds_, "seconds", allow_zero=False)
-        lease = self._lease(msg)
-        if lease is None:
-            return False
-        with connections[self.using].cursor() as cursor:
-            done = sql.extend_held(cursor, self.queue.pk, [lease], extra)
-        if not done:
-            self._settle([msg], done)  # lost: forget it
-        return bool(done)
+        msgs = list(msgs)
+        leases = [lease for lease in map(self._lease, msgs) if lease is not None]
+        done: set[int] = set()
+        if leases:
+            with connections[self.using].cursor() as cursor:
+                done = sql.extend_held(cursor, self.queue.pk, leases, extra)
+        out = []
+        for msg in msgs:
+            pk = msg.pk if isinstance(msg, Message) else msg
+            out.append(pk in done)
+        lost = [msg for msg, ok in zip(msgs, out, strict=True) if not ok]
+        if lost:
+            self._settle(lost, done)
+        return out
 
     def fail(self, msg: MessageRef, error: BaseException | str, *, retry: bool = True) -> bool:
         """Record a failed delivery of a held message.
@@ -322,9 +383,11 @@ class Consumer:
     adequeue_batch = async_twin(dequeue_batch)
     aarchive = async_twin(archive)
     aarchive_batch = async_twin(archive_batch)
+    aarchive_and_dequeue_batch = async_twin(archive_and_dequeue_batch)
     adelete = async_twin(delete)
     adelete_batch = async_twin(delete_batch)
     arelease = async_twin(release)
     arelease_batch = async_twin(release_batch)
     aextend_visibility = async_twin(extend_visibility)
+    aextend_visibility_batch = async_twin(extend_visibility_batch)
     afail = async_twin(fail)

@@ -60,8 +60,12 @@ def big_table(admin: PgqrsAdmin) -> Queue:
     return target
 
 
+def _claim_params(queue: Queue) -> dict[str, object]:
+    return {"queue": queue.pk, "skip": [], "limit": 50, "lock": 30.0, "worker": None}
+
+
 def test_claim_uses_the_claim_index_not_a_scan(big_table: Queue) -> None:
-    plan = _plan(sql.CLAIM, [big_table.pk, big_table.pk, 50, 30.0, None])
+    plan = _plan(sql.CLAIM, _claim_params(big_table))
     nodes = list(_nodes(plan))
     scans = [
         (n["Node Type"], n.get("Relation Name"), n.get("Index Name"))
@@ -81,7 +85,7 @@ def test_claim_really_reads_few_index_entries(big_table: Queue) -> None:
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
             "EXPLAIN (ANALYZE, FORMAT JSON) " + sql.CLAIM,
-            [big_table.pk, big_table.pk, 50, 30.0, None],
+            _claim_params(big_table),
         )
         raw = cursor.fetchone()[0]
         transaction.set_rollback(True)

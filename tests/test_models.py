@@ -32,7 +32,7 @@ def test_table_names_and_raw_sql_columns_match_the_models() -> None:
     ]
     assert tuple(f.column for f in Message._meta.concrete_fields) == sql.MESSAGE_COLUMNS
     returning = "RETURNING " + ", ".join(f"m.{c}" for c in sql.MESSAGE_COLUMNS)
-    for statement in (sql.CLAIM, sql.REPLAY):
+    for statement in (sql.CLAIM, sql.REPLAY, sql.ARCHIVE_AND_CLAIM):
         assert returning in " ".join(statement.split()), statement
 
 

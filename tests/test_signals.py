@@ -121,3 +121,36 @@ def test_a_failing_receiver_is_logged_not_raised(
         signals.message_enqueued.disconnect(broken)
     assert msg.id
     assert "receiver" in caplog.text and "failed" in caplog.text
+
+
+@pytest.mark.django_db(transaction=True)
+def test_worker_started_and_stopped_and_the_worker_path_sends_message_signals(
+    received: list,
+) -> None:
+    from pgqrs_django.worker import WorkerOptions, WorkerRuntime
+
+    events: list[tuple[str, Any]] = []
+
+    def on_started(sender: Any, worker: Any, **kwargs: Any) -> None:
+        events.append(("started", worker.status))
+
+    def on_stopped(sender: Any, worker: Any, **kwargs: Any) -> None:
+        events.append(("stopped", worker.pk))
+
+    signals.worker_started.connect(on_started)
+    signals.worker_stopped.connect(on_stopped)
+    try:
+        PgqrsAdmin().create_queue("work")  # tests/testapp/jobs.py handles it
+        sent = Producer("work").batch_enqueue([{"n": i} for i in range(5)])
+        runtime = WorkerRuntime(WorkerOptions(queues=["work"], burst=True, poll_interval=0.2))
+        assert runtime.run() == 0
+    finally:
+        signals.worker_started.disconnect(on_started)
+        signals.worker_stopped.disconnect(on_stopped)
+    assert events == [("started", "ready"), ("stopped", runtime.worker.pk)]
+    archived = [i for name, _, kw in received if name == "message_archived" for i in kw["msg_ids"]]
+    assert sorted(archived) == sorted(m.id for m in sent)
+    claimed = [
+        m.id for name, _, kw in received if name == "message_claimed" for m in kw["messages"]
+    ]
+    assert sorted(claimed) == sorted(m.id for m in sent)
