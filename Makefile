@@ -18,6 +18,7 @@ help:
 	@echo "make tox    - run the suite on Django 5.2 (py3.11) and Django 6.1 (py3.12)"
 	@echo "make docs   - build the documentation (mkdocs, strict) into site/"
 	@echo "make test-pgbouncer - the API, CLI and worker tests through PgBouncer (transaction pooling)"
+	@echo "make test-queue-db - the whole suite with the pgqrs tables on a second database"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +48,11 @@ pgbouncer:
 
 test-pgbouncer: $(STAMP) pgbouncer
 	PGQRS_TEST_PGBOUNCER=1 $(BIN)/pytest -m pgbouncer $(PYTEST_ARGS)
+
+# The whole suite with PGQRS["DATABASE"] = "queue", a second database (see tests/settings.py).
+.PHONY: test-queue-db
+test-queue-db: $(STAMP)
+	PGQRS_TEST_QUEUE_DB=1 $(BIN)/pytest $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	cd example_project && ../$(BIN)/python manage.py demo

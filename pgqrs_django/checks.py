@@ -8,7 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
 from django.core.exceptions import ImproperlyConfigured
-from django.db import connections
+from django.db import connections, router
 
 from . import conf
 
@@ -59,7 +59,31 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                     hint="Use django.db.backends.postgresql for the pgqrs database.",
                 )
             )
+        if alias in settings.DATABASES:
+            messages += _check_routing(alias)
     return messages
+
+
+def _check_routing(alias: str) -> list[CheckMessage]:
+    """The API names its alias itself; the Django admin, ``migrate`` and plain ORM queries
+    on the pgqrs models follow the database routers, which must agree with it."""
+    from .models import Message
+
+    routed = router.db_for_write(Message)
+    if routed != alias:
+        problem = f"the database routers send the pgqrs models to {routed!r}"
+    elif not router.allow_migrate_model(alias, Message):
+        problem = "the database routers do not let `migrate` create the pgqrs tables there"
+    else:
+        return []
+    return [
+        Warning(
+            f"PGQRS['DATABASE'] is {alias!r}, but {problem}: the admin, `migrate` and ORM "
+            "queries on the pgqrs models would miss the queue tables.",
+            id="pgqrs.W003",
+            hint="Add 'pgqrs_django.routers.PgqrsRouter' to DATABASE_ROUTERS.",
+        )
+    ]
 
 
 def _check_values(values: dict[str, Any]) -> list[CheckMessage]:

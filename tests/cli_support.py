@@ -19,6 +19,7 @@ from typing import Any
 from django.core.management import call_command
 from django.db import transaction
 
+from pgqrs_django import conf
 from pgqrs_django.management.commands.pgqrs import Command
 from pgqrs_django.models import Archive, Message, Queue, Worker
 
@@ -66,9 +67,9 @@ def run_in_savepoint(*args: object, stdin: str = "") -> Result:
     """``run_cli`` inside a savepoint that is rolled back afterwards: whatever the command did,
     or a database error it met, stays out of the test's transaction (outside tests the
     command runs in autocommit mode)."""
-    with transaction.atomic():
+    with transaction.atomic(using=conf.database()):
         result = run_cli(*args, stdin=stdin)
-        transaction.set_rollback(True)
+        transaction.set_rollback(True, using=conf.database())
     return result
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.db import connection
+from django.conf import settings
+from django.db import connection, connections
 
 from pgqrs_django import PgqrsAdmin, embedded
 from pgqrs_django.models import Message, Queue
@@ -32,6 +33,28 @@ if BOUNCER is not None:
 
         connections.close_all()
         BOUNCER.close_server_connections(connection.settings_dict["NAME"])
+
+
+# `make test-queue-db` (PGQRS_TEST_QUEUE_DB=1) puts the pgqrs tables on a second alias; every
+# test that uses a database then gets both, as an application with a queue database would.
+QUEUE_DB: str | None = settings.QUEUE_DB
+if QUEUE_DB is None:
+    collect_ignore.append("test_queue_database.py")
+DB_FIXTURES = {"db", "transactional_db", "django_db_reset_sequences", "live_server"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    if QUEUE_DB is None:
+        return
+    for item in items:
+        marker = item.get_closest_marker("django_db")
+        if marker is None and not DB_FIXTURES & set(getattr(item, "fixturenames", ())):
+            continue
+        kwargs = dict(marker.kwargs) if marker is not None else {}
+        if kwargs.get("databases") != "__all__":
+            kwargs["databases"] = sorted({"default", QUEUE_DB, *(kwargs.get("databases") or ())})
+        args = marker.args if marker is not None else ()
+        item.add_marker(pytest.mark.django_db(*args, **kwargs), append=False)
 
 
 @pytest.fixture
@@ -69,6 +92,10 @@ def subprocess_env() -> dict[str, str]:
     env["DATABASE_URL"] = embedded.with_database(
         os.environ["DATABASE_URL"], connection.settings_dict["NAME"]
     )
+    if QUEUE_DB is not None:
+        env["PGQRS_TEST_QUEUE_URL"] = embedded.with_database(
+            os.environ["DATABASE_URL"], connections[QUEUE_DB].settings_dict["NAME"]
+        )
     env["DJANGO_SETTINGS_MODULE"] = "tests.settings"
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     return env

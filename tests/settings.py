@@ -38,6 +38,18 @@ if env.str("PGQRS_TEST_PGBOUNCER", default="") == "1":
 # Never connected to: lets the system-check tests point PGQRS at a non-PostgreSQL alias.
 DATABASES["sqlite"] = {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}
 
+PGQRS: dict[str, object] = {}
+DATABASE_ROUTERS: list[str] = []
+#: `make test-queue-db`: the whole suite with the pgqrs tables on a second database ("queue",
+#: its own test database on the same server) while the tests' business data stays on default.
+QUEUE_DB = "queue" if env.str("PGQRS_TEST_QUEUE_DB", default="") == "1" else None
+if QUEUE_DB is not None:
+    # A child process started by a test gets the queue test database's URL directly.
+    DATABASES[QUEUE_DB] = env.db("PGQRS_TEST_QUEUE_URL", default=env.str("DATABASE_URL"))
+    DATABASES[QUEUE_DB]["TEST"] = {"NAME": f"test_pgqrs_{_checkout}_queue"}
+    DATABASE_ROUTERS = ["pgqrs_django.routers.PgqrsRouter"]
+    PGQRS = {"DATABASE": QUEUE_DB}
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -75,8 +87,6 @@ TEMPLATES = [
 ]
 STATIC_URL = "/static/"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-
-PGQRS: dict[str, object] = {}
 
 LOGGING = {
     "version": 1,

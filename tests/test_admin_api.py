@@ -3,12 +3,12 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from django.db import connection
+from django.conf import settings
 from django.db.models import F
 from django.db.models.functions import Now
 from django.test.utils import CaptureQueriesContext, override_settings
 
-from pgqrs_django import Consumer, PgqrsAdmin, Producer
+from pgqrs_django import Consumer, PgqrsAdmin, Producer, conf
 from pgqrs_django.exceptions import (
     DuplicateMessage,
     InvalidInput,
@@ -19,6 +19,7 @@ from pgqrs_django.exceptions import (
     WorkerNotFound,
 )
 from pgqrs_django.models import Archive, Message, Queue, Worker
+from tests.databases import pgqrs_connection
 from tests.factories import ArchiveFactory, QueueFactory, WorkerFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.pgbouncer]
@@ -37,7 +38,7 @@ def test_create_get_list_delete_queue(admin: PgqrsAdmin) -> None:
 
 
 def test_queue_defaults_come_from_settings(admin: PgqrsAdmin) -> None:
-    with override_settings(PGQRS={"DEFAULT_LOCK_TIME": 42, "MAX_ATTEMPTS": 9}):
+    with override_settings(PGQRS={**settings.PGQRS, "DEFAULT_LOCK_TIME": 42, "MAX_ATTEMPTS": 9}):
         q = admin.create_queue("defaults")
     assert (q.visibility_timeout, q.max_attempts) == (42.0, 9)
 
@@ -63,7 +64,7 @@ def test_create_queue_rejects_duplicates_and_bad_input(admin: PgqrsAdmin) -> Non
 def test_database_rejects_invalid_names_from_any_writer(db: None) -> None:
     from django.db import IntegrityError, transaction
 
-    with pytest.raises(IntegrityError), transaction.atomic():
+    with pytest.raises(IntegrityError), transaction.atomic(using=conf.database()):
         Queue.objects.create(name="bad name")
 
 
@@ -120,12 +121,12 @@ def test_all_queues_metrics_use_a_bounded_number_of_queries(admin: PgqrsAdmin) -
     for i in range(3):
         admin.create_queue(f"q{i}")
         Producer(f"q{i}").batch_enqueue([{}] * (i + 1))
-    with CaptureQueriesContext(connection) as few:
+    with CaptureQueriesContext(pgqrs_connection()) as few:
         metrics = admin.all_queues_metrics()
     assert [(m.name, m.ready) for m in metrics] == [("q0", 1), ("q1", 2), ("q2", 3)]
     for i in range(3, 20):
         admin.create_queue(f"q{i}")
-    with CaptureQueriesContext(connection) as many:
+    with CaptureQueriesContext(pgqrs_connection()) as many:
         assert len(admin.all_queues_metrics()) == 20
     assert len(few.captured_queries) == len(many.captured_queries) <= 4
 
@@ -239,7 +240,7 @@ def test_verify_reports_ok(admin: PgqrsAdmin) -> None:
 
 
 def test_verify_reports_a_missing_index(admin: PgqrsAdmin) -> None:
-    with connection.cursor() as cursor:
+    with pgqrs_connection().cursor() as cursor:
         cursor.execute("DROP INDEX pgqrs_msg_claim_idx")
     report = admin.verify()
     assert not report.ok and report.problems == ["missing index pgqrs_msg_claim_idx"]

@@ -75,6 +75,35 @@ def test_w002_stale_timeout_too_close_to_heartbeat() -> None:
         assert pgqrs_ids() == ["pgqrs.W002"]
 
 
+ROUTER = "pgqrs_django.routers.PgqrsRouter"
+
+
+def test_w003_database_alias_that_the_routers_do_not_follow() -> None:
+    with override_settings(PGQRS={"DATABASE": "sqlite"}, DATABASE_ROUTERS=[]):
+        messages = [m for m in pgqrs_checks() if m.id == "pgqrs.W003"]
+    assert len(messages) == 1
+    assert "send the pgqrs models to 'default'" in messages[0].msg
+    assert ROUTER in (messages[0].hint or "")
+    with override_settings(PGQRS={"DATABASE": "sqlite"}, DATABASE_ROUTERS=[ROUTER]):
+        assert "pgqrs.W003" not in pgqrs_ids()
+
+
+class _WritesHereMigratesNowhere:
+    """A project router that sends pgqrs writes to the right alias but never migrates it."""
+
+    def db_for_write(self, model: type, **hints: object) -> str:
+        return conf.database()
+
+    def allow_migrate(self, db: str, app_label: str, **hints: object) -> bool | None:
+        return False if app_label == "pgqrs" else None
+
+
+def test_w003_routers_that_do_not_migrate_the_pgqrs_tables() -> None:
+    with override_settings(DATABASE_ROUTERS=[_WritesHereMigratesNowhere()]):
+        messages = [m for m in pgqrs_checks() if m.id == "pgqrs.W003"]
+    assert len(messages) == 1 and "do not let `migrate` create" in messages[0].msg
+
+
 def test_settings_are_read_at_use_time() -> None:
     assert conf.get("DEFAULT_BATCH_SIZE") == 100
     with override_settings(PGQRS={"DEFAULT_BATCH_SIZE": 7}):

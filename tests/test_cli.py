@@ -13,7 +13,7 @@ from django.core.management import CommandError
 from django.db.models import F
 from django.utils import timezone
 
-from pgqrs_django import Consumer, PgqrsAdmin, Producer
+from pgqrs_django import Consumer, PgqrsAdmin, Producer, conf
 from pgqrs_django.models import Archive, Message, Queue, Worker
 from tests.cli_support import (
     assert_record,
@@ -126,17 +126,17 @@ def test_install_creates_the_tables(fmt: str, admin: PgqrsAdmin) -> None:
     text = out(fmt, "install")
     assert admin.verify().ok
     if fmt == "json":
-        assert json.loads(text) == {"database": "default", "installed": True}
+        assert json.loads(text) == {"database": conf.database(), "installed": True}
     else:
-        assert text == "pgqrs is installed on database 'default'\n"
+        assert text == f"pgqrs is installed on database {conf.database()!r}\n"
 
 
 def check_constraints_now() -> None:
     """The test runs inside a transaction, where rows just written leave deferred foreign-key
     checks pending, and PostgreSQL refuses to drop tables with pending checks: run them."""
-    from django.db import connection
+    from django.db import connections
 
-    with connection.cursor() as cursor:
+    with connections[conf.database()].cursor() as cursor:
         cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
 
 
@@ -148,9 +148,9 @@ def test_uninstall_with_yes_drops_the_tables(fmt: str, admin: PgqrsAdmin, queue:
     report = admin.verify()
     assert "missing table pgqrs_queue" in report.problems
     if fmt == "json":
-        assert json.loads(text) == {"database": "default", "uninstalled": True}
+        assert json.loads(text) == {"database": conf.database(), "uninstalled": True}
     else:
-        assert text == "pgqrs tables dropped from database 'default'\n"
+        assert text == f"pgqrs tables dropped from database {conf.database()!r}\n"
 
 
 def test_uninstall_without_yes_and_without_a_terminal_refuses(admin: PgqrsAdmin) -> None:
@@ -167,10 +167,10 @@ def test_verify_ok(fmt: str) -> None:
     if fmt == "json":
         data = json.loads(text)
         assert list(data) == ["database", "ok", "problems", "checked"]
-        assert data == {"database": "default", "ok": True, "problems": [], "checked": checked}
+        assert data == {"database": conf.database(), "ok": True, "problems": [], "checked": checked}
     else:
         assert assert_record(text, ["database", "checked", "status"]) == {
-            "database": "default",
+            "database": conf.database(),
             "checked": ", ".join(checked),
             "status": "ok",
         }
@@ -178,9 +178,9 @@ def test_verify_ok(fmt: str) -> None:
 
 @FORMATS
 def test_verify_reports_problems_and_exits_1(fmt: str) -> None:
-    from django.db import connection
+    from django.db import connections
 
-    with connection.cursor() as cursor:
+    with connections[conf.database()].cursor() as cursor:
         cursor.execute("DROP INDEX pgqrs_msg_claim_idx")
     result = run_cli("--format", fmt, "verify")
     assert result.code == 1
@@ -864,7 +864,7 @@ def test_log_level_sets_the_level_of_the_pgqrs_loggers(
 
 
 def test_database_flag_selects_the_alias(queue: Queue) -> None:
-    assert call_json("--database", "default", "queue", "list")[0]["name"] == "jobs"
+    assert call_json("--database", conf.database(), "queue", "list")[0]["name"] == "jobs"
     with pytest.raises(CommandError) as info:
         call("--database", "sqlite", "queue", "list")
     assert info.value.returncode == 2 and "needs PostgreSQL" in str(info.value)

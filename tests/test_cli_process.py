@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pgqrs_django import PgqrsAdmin
+from pgqrs_django import PgqrsAdmin, conf
 from pgqrs_django.models import Message, Queue
 from tests.cli_support import ROOT, subprocess_cli
 
@@ -116,7 +116,7 @@ def test_uninstall_asks_on_a_terminal(subprocess_env: dict[str, str]) -> None:
             ["uninstall"], subprocess_env, terminal="stdin", answer="yes\n"
         )
         assert code == 0, shown
-        assert out == "pgqrs tables dropped from database 'default'\n"
+        assert out == f"pgqrs tables dropped from database {conf.database()!r}\n"
         assert "missing table pgqrs_queue" in admin.verify().problems
     finally:
         admin.install()

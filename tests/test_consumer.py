@@ -3,13 +3,14 @@ from __future__ import annotations
 import time
 
 import pytest
-from django.db import connection
+from django.conf import settings
 from django.test.utils import CaptureQueriesContext, override_settings
 
 from pgqrs_django import Consumer, PgqrsAdmin, Producer
 from pgqrs_django.consumer import backoff_delay, error_text
 from pgqrs_django.exceptions import InvalidInput, PayloadNotSerializable
 from pgqrs_django.models import Archive, Message, Queue
+from tests.databases import pgqrs_connection
 from tests.factories import WorkerFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.pgbouncer]
@@ -44,13 +45,13 @@ def test_batch_round_trip(queue: Queue) -> None:
     Producer("jobs").batch_enqueue([{"i": i} for i in range(30)])
     consumer = Consumer("jobs")
     assert consumer.queue == queue  # the one-time lookup, outside the measured calls
-    with CaptureQueriesContext(connection) as ctx:
+    with CaptureQueriesContext(pgqrs_connection()) as ctx:
         batch = consumer.dequeue_batch(20)
     assert len(ctx.captured_queries) == 1 and len(batch) == 20
     assert [m.payload["i"] for m in batch] == list(range(20))
     rest = consumer.dequeue_batch(20)
     assert len(rest) == 10
-    with CaptureQueriesContext(connection) as ctx:
+    with CaptureQueriesContext(pgqrs_connection()) as ctx:
         assert (
             consumer.archive_batch(batch[:10], results=[{"r": i} for i in range(10)]) == [True] * 10
         )
@@ -204,7 +205,7 @@ def test_fail_backs_off_then_dead_letters_at_max_attempts(queue: Queue, shift_ti
     msg = Producer("jobs").enqueue({"flaky": True})
     consumer = Consumer("jobs")
     delays = []
-    with override_settings(PGQRS={"RETRY_BACKOFF_BASE": 10, "RETRY_JITTER": 0}):
+    with override_settings(PGQRS={**settings.PGQRS, "RETRY_BACKOFF_BASE": 10, "RETRY_JITTER": 0}):
         for attempt in (1, 2):
             got = consumer.dequeue()
             assert got is not None and got.read_ct == attempt
@@ -345,12 +346,17 @@ def test_bad_message_refs(queue: Queue) -> None:
 
 def test_backoff_grows_exponentially_with_cap_and_jitter() -> None:
     with override_settings(
-        PGQRS={"RETRY_BACKOFF_BASE": 2, "RETRY_BACKOFF_MAX": 100, "RETRY_JITTER": 0}
+        PGQRS={
+            **settings.PGQRS,
+            "RETRY_BACKOFF_BASE": 2,
+            "RETRY_BACKOFF_MAX": 100,
+            "RETRY_JITTER": 0,
+        }
     ):
         assert [backoff_delay(a) for a in (1, 2, 3, 4)] == [2, 4, 8, 16]
         assert backoff_delay(50) == 100
         assert backoff_delay(10**9) == 100
-    with override_settings(PGQRS={"RETRY_BACKOFF_BASE": 10, "RETRY_JITTER": 0.5}):
+    with override_settings(PGQRS={**settings.PGQRS, "RETRY_BACKOFF_BASE": 10, "RETRY_JITTER": 0.5}):
         values = {backoff_delay(1) for _ in range(50)}
         assert all(5 <= v <= 15 for v in values) and len(values) > 1
 

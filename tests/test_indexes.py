@@ -5,16 +5,16 @@ from __future__ import annotations
 import json
 
 import pytest
-from django.db import connection
 
 from pgqrs_django import PgqrsAdmin, sql
 from pgqrs_django.models import Archive, Message, Queue
+from tests.databases import pgqrs_connection
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
 
 def _plan(statement: str, params: list[object]) -> dict:
-    with connection.cursor() as cursor:
+    with pgqrs_connection().cursor() as cursor:
         cursor.execute("EXPLAIN (FORMAT JSON) " + statement, params)
         raw = cursor.fetchone()[0]
     return (json.loads(raw) if isinstance(raw, str) else raw)[0]["Plan"]
@@ -31,7 +31,7 @@ def big_table(admin: PgqrsAdmin) -> Queue:
     """100,000 messages over 11 queues: 50k ready, 30k delayed, 10k leased in the target."""
     target = admin.create_queue("target")
     others = [admin.create_queue(f"other{i}") for i in range(10)]
-    with connection.cursor() as cursor:
+    with pgqrs_connection().cursor() as cursor:
         cursor.execute(
             """
             INSERT INTO pgqrs_message (queue_id, payload, priority, enqueued_at, vt, read_ct,
@@ -82,13 +82,13 @@ def test_claim_really_reads_few_index_entries(big_table: Queue) -> None:
     """EXPLAIN ANALYZE inside a rolled-back transaction: the claim touches ~batch rows."""
     from django.db import transaction
 
-    with transaction.atomic(), connection.cursor() as cursor:
+    with transaction.atomic(using=pgqrs_connection().alias), pgqrs_connection().cursor() as cursor:
         cursor.execute(
             "EXPLAIN (ANALYZE, FORMAT JSON) " + sql.CLAIM,
             _claim_params(big_table),
         )
         raw = cursor.fetchone()[0]
-        transaction.set_rollback(True)
+        transaction.set_rollback(True, using=pgqrs_connection().alias)
     plan = (json.loads(raw) if isinstance(raw, str) else raw)[0]["Plan"]
     index_scans = [n for n in _nodes(plan) if n.get("Index Name") == "pgqrs_msg_claim_idx"]
     assert index_scans and index_scans[0]["Actual Rows"] == 50
@@ -102,7 +102,7 @@ def test_stale_worker_reclaim_uses_the_consumer_index(big_table: Queue) -> None:
 
 
 def test_archive_listing_per_queue_uses_its_index(big_table: Queue) -> None:
-    with connection.cursor() as cursor:
+    with pgqrs_connection().cursor() as cursor:
         cursor.execute(
             """
             INSERT INTO pgqrs_archive (id, queue_id, payload, priority, enqueued_at, vt, read_ct,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from django.db import connection, transaction
 
-from pgqrs_django import Consumer, PgqrsAdmin, Producer
+from pgqrs_django import Consumer, PgqrsAdmin, Producer, conf
 from pgqrs_django.testing import pytest_plugin
 
 pytestmark = [pytest.mark.pgbouncer, pytest.mark.django_db(transaction=True)]
@@ -35,10 +35,10 @@ def test_django_connects_through_pgbouncer_in_transaction_mode() -> None:
 def test_queue_round_trip_and_transactions_through_pgbouncer() -> None:
     PgqrsAdmin().create_queue("bounced")
     producer = Producer("bounced")
-    with pytest.raises(RuntimeError), transaction.atomic():
+    with pytest.raises(RuntimeError), transaction.atomic(using=conf.database()):
         producer.enqueue({"rolled": "back"})
         raise RuntimeError
-    with transaction.atomic():
+    with transaction.atomic(using=conf.database()):
         sent = producer.batch_enqueue([{"i": i} for i in range(20)])
     consumer = Consumer("bounced")
     got = consumer.dequeue_batch(50)

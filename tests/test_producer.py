@@ -6,11 +6,11 @@ import threading
 import time
 
 import pytest
-from django.db import connection
+from django.conf import settings
 from django.test.utils import CaptureQueriesContext, override_settings
 from django.utils import timezone
 
-from pgqrs_django import Consumer, PgqrsAdmin, Producer
+from pgqrs_django import Consumer, PgqrsAdmin, Producer, conf
 from pgqrs_django.exceptions import (
     DuplicateMessage,
     InvalidInput,
@@ -23,6 +23,7 @@ from pgqrs_django.exceptions import (
 )
 from pgqrs_django.models import Message, Queue
 from pgqrs_django.producer import TokenBucket
+from tests.databases import pgqrs_connection
 
 pytestmark = [pytest.mark.django_db, pytest.mark.pgbouncer]
 
@@ -48,7 +49,7 @@ def test_any_json_value_round_trips(queue: Queue, payload: object) -> None:
 def test_batch_enqueue_is_one_round_trip_and_keeps_order(queue: Queue) -> None:
     producer = Producer("jobs")
     assert producer.queue == queue  # the one-time lookup, outside the measured call
-    with CaptureQueriesContext(connection) as ctx:
+    with CaptureQueriesContext(pgqrs_connection()) as ctx:
         msgs = producer.batch_enqueue([{"i": i} for i in range(500)], priority=2)
     assert len(ctx.captured_queries) == 1
     assert [m.payload["i"] for m in msgs] == list(range(500))
@@ -58,7 +59,7 @@ def test_batch_enqueue_is_one_round_trip_and_keeps_order(queue: Queue) -> None:
 
 def test_batch_enqueue_empty_does_nothing(queue: Queue) -> None:
     producer = Producer("jobs")
-    with CaptureQueriesContext(connection) as ctx:
+    with CaptureQueriesContext(pgqrs_connection()) as ctx:
         assert producer.batch_enqueue([]) == []
     assert len(ctx.captured_queries) == 0
 
@@ -127,7 +128,7 @@ def test_duplicate_does_not_break_the_surrounding_transaction(queue: Queue) -> N
     from django.db import transaction
 
     producer = Producer("jobs")
-    with transaction.atomic():
+    with transaction.atomic(using=conf.database()):
         producer.enqueue({}, dedupe_key="k")
         with pytest.raises(DuplicateMessage):
             producer.enqueue({}, dedupe_key="k")
@@ -175,7 +176,7 @@ def test_payload_depth_limit(queue: Queue) -> None:
         deep = [deep]
     with pytest.raises(PayloadTooDeep):
         Producer("jobs").enqueue(deep)
-    with override_settings(PGQRS={"MAX_PAYLOAD_DEPTH": 3}):
+    with override_settings(PGQRS={**settings.PGQRS, "MAX_PAYLOAD_DEPTH": 3}):
         Producer("jobs").enqueue({"a": {"b": [1]}})  # three levels of containers
         with pytest.raises(PayloadTooDeep):
             Producer("jobs").enqueue({"a": {"b": [[1]]}})
@@ -184,7 +185,7 @@ def test_payload_depth_limit(queue: Queue) -> None:
 
 def test_payload_size_limit_read_at_use_time(queue: Queue) -> None:
     producer = Producer("jobs")
-    with override_settings(PGQRS={"MAX_PAYLOAD_BYTES": 100}):
+    with override_settings(PGQRS={**settings.PGQRS, "MAX_PAYLOAD_BYTES": 100}):
         producer.enqueue("x" * 90)
         with pytest.raises(PayloadTooLarge, match="MAX_PAYLOAD_BYTES=100"):
             producer.enqueue("x" * 100)
@@ -246,7 +247,7 @@ def test_token_bucket_non_blocking_raises(queue: Queue) -> None:
 
 
 def test_rate_limit_from_settings(queue: Queue) -> None:
-    with override_settings(PGQRS={"RATE_LIMIT": 1, "RATE_LIMIT_BURST": 1}):
+    with override_settings(PGQRS={**settings.PGQRS, "RATE_LIMIT": 1, "RATE_LIMIT_BURST": 1}):
         producer = Producer("jobs", block=False)
     producer.enqueue({})
     with pytest.raises(RateLimitExceeded):
@@ -286,7 +287,7 @@ def test_token_bucket_rejects_bad_rates() -> None:
 def test_huge_batch_in_one_statement(queue: Queue) -> None:
     producer = Producer("jobs")
     assert producer.queue == queue
-    with CaptureQueriesContext(connection) as ctx:
+    with CaptureQueriesContext(pgqrs_connection()) as ctx:
         msgs = producer.batch_enqueue([{"n": n} for n in range(100_000)])
     assert len(ctx.captured_queries) == 1
     assert len(msgs) == 100_000 and msgs[-1].payload == {"n": 99_999}

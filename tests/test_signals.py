@@ -9,7 +9,7 @@ import pytest
 from django.db import transaction
 from django.dispatch import Signal
 
-from pgqrs_django import Consumer, PgqrsAdmin, Producer, signals
+from pgqrs_django import Consumer, PgqrsAdmin, Producer, conf, signals
 from pgqrs_django.models import Queue
 
 pytestmark = pytest.mark.django_db
@@ -44,24 +44,24 @@ def test_life_cycle_signals(
 ) -> None:
     Queue.objects.filter(pk=queue.pk).update(max_attempts=1)
     producer, consumer = Producer("jobs"), Consumer("jobs")
-    with django_capture_on_commit_callbacks(execute=True):
+    with django_capture_on_commit_callbacks(using=conf.database(), execute=True):
         sent = producer.batch_enqueue([{"i": 0}, {"i": 1}])
     name, sender, kwargs = received[-1]
     assert (name, sender, kwargs["queue"]) == ("message_enqueued", Producer, "jobs")
     assert [m.id for m in kwargs["messages"]] == [m.id for m in sent]
 
-    with django_capture_on_commit_callbacks(execute=True):
+    with django_capture_on_commit_callbacks(using=conf.database(), execute=True):
         got = consumer.dequeue_batch(2)
     assert received[-1][0] == "message_claimed"
     assert [m.id for m in received[-1][2]["messages"]] == [m.id for m in got]
     assert received[-1][2]["worker"] is None
 
-    with django_capture_on_commit_callbacks(execute=True):
+    with django_capture_on_commit_callbacks(using=conf.database(), execute=True):
         assert consumer.archive_batch([got[0], 999]) == [True, False]
     assert received[-1][:2] == ("message_archived", Consumer)
     assert received[-1][2] == {"queue": "jobs", "msg_ids": [got[0].id]}
 
-    with django_capture_on_commit_callbacks(execute=True):
+    with django_capture_on_commit_callbacks(using=conf.database(), execute=True):
         assert consumer.fail(got[1], "broken")
     failed, dead = received[-2], received[-1]
     assert failed[0] == "message_failed" and failed[2]["retry_in"] is None
@@ -76,7 +76,7 @@ def test_retry_and_dead_letter_queue_arguments(
     admin.create_queue("work", max_attempts=2, dead_letter_queue="dlq")
     Producer("work").enqueue({})
     consumer = Consumer("work")
-    with django_capture_on_commit_callbacks(execute=True):
+    with django_capture_on_commit_callbacks(using=conf.database(), execute=True):
         msg = consumer.dequeue()
         assert msg is not None and consumer.fail(msg, "first")
     assert received[-1][0] == "message_failed" and received[-1][2]["retry_in"] > 0
@@ -86,7 +86,7 @@ def test_retry_and_dead_letter_queue_arguments(
     from pgqrs_django.models import Message
 
     Message.objects.filter(pk=msg.id).update(vt=Now())  # the retry is due now
-    with django_capture_on_commit_callbacks(execute=True):
+    with django_capture_on_commit_callbacks(using=conf.database(), execute=True):
         again = consumer.dequeue()
         assert again is not None and consumer.fail(again, "second")
     assert received[-1][0] == "message_dead"
@@ -97,11 +97,11 @@ def test_retry_and_dead_letter_queue_arguments(
 def test_signals_wait_for_commit_and_skip_rollbacks(received: list) -> None:
     PgqrsAdmin().create_queue("tx")
     producer = Producer("tx")
-    with transaction.atomic():
+    with transaction.atomic(using=conf.database()):
         producer.enqueue({"kept": True})
         assert received == []  # not before commit
     assert [r[0] for r in received] == ["message_enqueued"]
-    with pytest.raises(RuntimeError), transaction.atomic():
+    with pytest.raises(RuntimeError), transaction.atomic(using=conf.database()):
         producer.enqueue({"dropped": True})
         raise RuntimeError
     assert [r[0] for r in received] == ["message_enqueued"]
@@ -115,7 +115,7 @@ def test_a_failing_receiver_is_logged_not_raised(
 
     signals.message_enqueued.connect(broken)
     try:
-        with django_capture_on_commit_callbacks(execute=True):
+        with django_capture_on_commit_callbacks(using=conf.database(), execute=True):
             msg = Producer("jobs").enqueue({})
     finally:
         signals.message_enqueued.disconnect(broken)

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterator
 
 import pytest
 from django.db import connections, transaction
 
-from pgqrs_django import Consumer, PgqrsAdmin, Producer
+from pgqrs_django import Consumer, PgqrsAdmin, Producer, conf
 from pgqrs_django.models import Message
 from tests.testapp.models import Order
 
 pytestmark = pytest.mark.pgbouncer
+
+
+@contextlib.contextmanager
+def atomic() -> Iterator[None]:
+    """A transaction on the business data's database and one on the pgqrs database: the same
+    one (a savepoint inside it) unless ``make test-queue-db`` puts pgqrs on its own alias."""
+    with transaction.atomic(), transaction.atomic(using=conf.database()):
+        yield
 
 
 def _dequeue_in_other_connection(queue: str) -> int | None:
@@ -35,7 +45,7 @@ def _dequeue_in_other_connection(queue: str) -> int | None:
 def test_message_is_invisible_until_commit_then_claimable() -> None:
     PgqrsAdmin().create_queue("orders")
     producer = Producer("orders")
-    with transaction.atomic():
+    with atomic():
         order = Order.objects.create(reference="A-1")
         msg = producer.enqueue({"order": order.pk})
         assert _dequeue_in_other_connection("orders") is None
@@ -47,7 +57,7 @@ def test_message_is_invisible_until_commit_then_claimable() -> None:
 def test_rolled_back_transaction_leaves_no_message() -> None:
     PgqrsAdmin().create_queue("orders")
     producer = Producer("orders")
-    with pytest.raises(RuntimeError), transaction.atomic():
+    with pytest.raises(RuntimeError), atomic():
         Order.objects.create(reference="B-2")
         producer.enqueue({"order": "B-2"})
         producer.batch_enqueue([{"n": 1}, {"n": 2}])
@@ -61,10 +71,10 @@ def test_rolled_back_transaction_leaves_no_message() -> None:
 def test_savepoint_rollback_discards_only_its_messages() -> None:
     PgqrsAdmin().create_queue("orders")
     producer = Producer("orders")
-    with transaction.atomic():
+    with transaction.atomic(using=conf.database()):
         kept = producer.enqueue({"kept": True})
         try:
-            with transaction.atomic():
+            with transaction.atomic(using=conf.database()):
                 producer.enqueue({"dropped": True})
                 raise ValueError
         except ValueError:

@@ -16,12 +16,12 @@ import psycopg
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import connection
 
-from pgqrs_django import Consumer, PgqrsAdmin, Producer, notify
+from pgqrs_django import Consumer, PgqrsAdmin, Producer, conf, notify
 from pgqrs_django.models import Archive, Message, Queue, Worker
 from pgqrs_django.worker import WorkerOptions, WorkerRuntime, storable_result
 from tests.conftest import ROOT
+from tests.databases import pgqrs_connection
 from tests.testapp.models import Execution
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -149,7 +149,7 @@ def _notifications(conn: psycopg.Connection[Any], wait: float = 0.5) -> list[str
 
 @pytest.fixture
 def listening() -> Any:
-    params = notify.connection_params(connection.alias)
+    params = notify.connection_params(pgqrs_connection().alias)
     with psycopg.connect(**params, autocommit=True) as conn:
         conn.execute(f"LISTEN {notify.CHANNEL}")
         yield conn
@@ -161,14 +161,14 @@ def test_enqueues_notify_once_per_statement_and_only_when_committed(
     from django.db import transaction
 
     queue = admin.create_queue("notified")
-    with transaction.atomic():
+    with transaction.atomic(using=conf.database()):
         Producer("notified").batch_enqueue([{"n": i} for i in range(100)])
         assert _notifications(listening, 0.3) == []  # not committed yet
     assert _notifications(listening) == [str(queue.pk)]
 
-    with transaction.atomic():
+    with transaction.atomic(using=conf.database()):
         Producer("notified").enqueue({}, delay=3600)  # a delayed message notifies too
-        transaction.set_rollback(True)
+        transaction.set_rollback(True, using=conf.database())
     assert _notifications(listening, 0.3) == []  # rolled back: nobody woken
     Producer("notified").enqueue({}, delay=3600)
     assert _notifications(listening) == [str(queue.pk)]
@@ -246,7 +246,7 @@ def test_claimed_messages_equal_what_the_orm_loads(queue: Queue) -> None:
     for message in claimed:
         assert message.as_dict() == loaded[message.id].as_dict()
         assert message.enqueued_at.tzinfo is not None
-        assert message._state.db == "default" and not message._state.adding
+        assert message._state.db == conf.database() and not message._state.adding
 
 
 # -- the command's arguments ---------------------------------------------------------------
@@ -310,7 +310,8 @@ def test_bad_input_from_the_shell_is_one_line_on_stderr(subprocess_env: dict[str
 def test_an_unreachable_database_is_one_line_and_exit_code_1(
     subprocess_env: dict[str, str],
 ) -> None:
-    env = dict(subprocess_env, DATABASE_URL="postgresql://nobody@127.0.0.1:1/none")
+    nowhere = "postgresql://nobody@127.0.0.1:1/none"
+    env = dict(subprocess_env, DATABASE_URL=nowhere, PGQRS_TEST_QUEUE_URL=nowhere)
     done = subprocess.run(
         [sys.executable, "-m", "django", "pgqrs_worker", "--queue", "work", "--burst"],
         cwd=ROOT,
@@ -321,7 +322,7 @@ def test_an_unreachable_database_is_one_line_and_exit_code_1(
     )
     assert done.returncode == 1
     lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and "cannot use database 'default'" in lines[0], done.stderr
+    assert len(lines) == 1 and f"cannot use database {conf.database()!r}" in lines[0], done.stderr
 
 
 def test_request_stop_from_another_thread(admin: PgqrsAdmin) -> None:
@@ -341,15 +342,15 @@ def test_session_settings_of_the_workers_own_connection(admin: PgqrsAdmin) -> No
     call_command("pgqrs_worker", "--queue", "work", "--burst", "--async-commit")
     assert Archive.objects.get().id == msg.id
     for async_commit, expected in ((True, "off"), (False, "on")):
-        connection.close()
+        pgqrs_connection().close()
         runtime = WorkerRuntime(WorkerOptions(queues=["work"], async_commit=async_commit))
         runtime._prepare_session()  # what every database call of the runtime goes through
-        with connection.cursor() as cursor:
+        with pgqrs_connection().cursor() as cursor:
             cursor.execute("SHOW synchronous_commit")
             assert cursor.fetchone()[0] == expected
             cursor.execute("SHOW enable_bitmapscan")
             assert cursor.fetchone()[0] == "off"
-    connection.close()  # the rest of the suite gets a fresh session
+    pgqrs_connection().close()  # the rest of the suite gets a fresh session
 
 
 def test_a_failing_loop_releases_what_it_holds_and_marks_the_worker_stopped(

@@ -19,11 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.db import connection, transaction
+from django.db import transaction
 
-from pgqrs_django import Consumer, PgqrsAdmin, Producer
+from pgqrs_django import Consumer, PgqrsAdmin, Producer, conf
 from pgqrs_django.models import Archive, Message, Worker
 from tests.conftest import ROOT
+from tests.databases import pgqrs_connection
 from tests.testapp.models import Execution
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -101,7 +102,7 @@ def wait_until(check: Callable[[], Any], timeout: float = 60, what: str = "") ->
 
 def listening(worker: WorkerProcess) -> bool:
     """Whether the worker's LISTEN connection is up."""
-    with connection.cursor() as cursor:
+    with pgqrs_connection().cursor() as cursor:
         cursor.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
             "AND application_name LIKE 'pgqrs-listen%%' AND query LIKE 'LISTEN%%'"
@@ -123,7 +124,7 @@ def test_four_workers_process_5000_messages_exactly_once(admin: PgqrsAdmin, star
         for batch in ("1", "10", "25", "50")
     ]
     wait_until(registered(4), what="4 registered workers")
-    with transaction.atomic():
+    with transaction.atomic(using=conf.database()):
         sent = {m.id for m in Producer("work").batch_enqueue([{"n": i} for i in range(5000)])}
     wait_until(lambda: not Message.objects.exists(), timeout=300, what="an empty queue")
     assert [w.stop() for w in workers] == [0, 0, 0, 0]
@@ -227,7 +228,7 @@ def test_a_second_signal_exits_at_once(admin: PgqrsAdmin, start_worker) -> None:
 
 
 def _terminate_other_backends() -> int:
-    with connection.cursor() as cursor:
+    with pgqrs_connection().cursor() as cursor:
         cursor.execute(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
             "WHERE datname = current_database() AND pid <> pg_backend_pid()"
