@@ -19,8 +19,8 @@ from .exceptions import DuplicateMessage, InvalidInput, RateLimitExceeded
 from .models import Message, Queue
 from .queues import QueueRef
 from .signals import message_enqueued, send_on_commit
-from .validation import dedupe_key as check_dedupe_key
 from .validation import check_batch_size, payload_limits, seconds, serialize_payload
+from .validation import dedupe_key as check_dedupe_key
 from .validation import priority as check_priority
 
 

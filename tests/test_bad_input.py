@@ -117,9 +117,12 @@ def test_bad_payloads_raise_and_write_nothing(
 def test_nul_is_refused_before_the_database_sees_it(queue: Queue) -> None:
     """PostgreSQL would answer a NUL with a DataError (unsupported Unicode escape sequence);
     pgqrs refuses it itself, so no statement is sent."""
-    with writes_nothing(), CaptureQueriesContext(connection) as queries:
-        with pytest.raises(PayloadNotSerializable, match="NUL"):
-            Producer("jobs").enqueue({"text": "before\x00after"})
+    with (
+        writes_nothing(),
+        CaptureQueriesContext(connection) as queries,
+        pytest.raises(PayloadNotSerializable, match="NUL"),
+    ):
+        Producer("jobs").enqueue({"text": "before\x00after"})
     assert [q for q in queries.captured_queries if "INSERT" in q["sql"]] == []
 
 
@@ -148,9 +151,12 @@ def test_a_batch_over_max_batch_bytes_is_refused_before_sending(queue: Queue) ->
     # (128 MiB by default) refuses larger batches with a clear error instead of a DataError.
     payloads = [{"n": n, "pad": "p" * 100} for n in range(1000)]
     with override_settings(PGQRS={"MAX_BATCH_BYTES": 50_000}):
-        with writes_nothing(), CaptureQueriesContext(connection) as queries:
-            with pytest.raises(PayloadTooLarge, match="MAX_BATCH_BYTES=50000"):
-                Producer("jobs").batch_enqueue(payloads)
+        with (
+            writes_nothing(),
+            CaptureQueriesContext(connection) as queries,
+            pytest.raises(PayloadTooLarge, match="MAX_BATCH_BYTES=50000"),
+        ):
+            Producer("jobs").batch_enqueue(payloads)
         assert not [q for q in queries.captured_queries if "INSERT" in q["sql"]]
         Producer("jobs").batch_enqueue(payloads[:100])  # under the limit: accepted
     assert Message.objects.count() == 100

@@ -117,7 +117,9 @@ def is_constant(node: ast.expr | None, module: Module, modules: dict[str, Module
         return is_constant(node.left, module, modules) and is_constant(node.right, module, modules)
     if isinstance(node, ast.JoinedStr):
         return all(
-            is_constant(part.value, module, modules) if isinstance(part, ast.FormattedValue) else True
+            is_constant(part.value, module, modules)
+            if isinstance(part, ast.FormattedValue)
+            else True
             for part in node.values
         )
     return False
@@ -126,10 +128,10 @@ def is_constant(node: ast.expr | None, module: Module, modules: dict[str, Module
 def _sink_args(call: ast.Call) -> list[ast.expr]:
     func = call.func
     name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
-    if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
-        if func.value.id == "self" and name == "execute":  # BaseCommand.execute, not SQL
-            return []
-    if isinstance(func, ast.Attribute) and name in SINK_METHODS or name in SINK_FUNCTIONS:
+    is_self = isinstance(func, ast.Attribute) and getattr(func.value, "id", "") == "self"
+    if is_self and name == "execute":  # BaseCommand.execute, not SQL
+        return []
+    if (isinstance(func, ast.Attribute) and name in SINK_METHODS) or name in SINK_FUNCTIONS:
         args = list(call.args[:2] if name == "RunSQL" else call.args[:1])
         args += [k.value for k in call.keywords if k.arg in ("sql", "reverse_sql", "query")]
         return args
