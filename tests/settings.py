@@ -49,6 +49,8 @@ if QUEUE_DB is not None:
     DATABASES[QUEUE_DB]["TEST"] = {"NAME": f"test_pgqrs_{_checkout}_queue"}
     DATABASE_ROUTERS = ["pgqrs_django.routers.PgqrsRouter"]
     PGQRS = {"DATABASE": QUEUE_DB}
+    # Its own default test database too, so `make test` can run alongside.
+    DATABASES["default"]["TEST"] = {"NAME": f"test_pgqrs_{_checkout}_main"}
 
 INSTALLED_APPS = [
     "django.contrib.admin",
