@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from django.db import connection
+
+from tests.databases import pgqrs_connection
 
 
 @pytest.mark.django_db
 def test_the_message_table_has_its_autovacuum_settings() -> None:
-    with connection.cursor() as cursor:
+    with pgqrs_connection().cursor() as cursor:
         cursor.execute("SELECT reloptions FROM pg_class WHERE relname = 'pgqrs_message'")
         options = dict(option.split("=", 1) for option in cursor.fetchone()[0])
     assert options == {

@@ -17,8 +17,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.core.management import CommandError
-from django.db import connection
 from django.test.utils import CaptureQueriesContext, override_settings
 
 from pgqrs_django import Consumer, PgqrsAdmin, Producer
@@ -35,6 +35,7 @@ from pgqrs_django.management.commands.pgqrs_worker import Command as WorkerComma
 from pgqrs_django.models import Message, Queue
 from pgqrs_django.validation import QUEUE_NAME_MAX_LENGTH
 from tests.cli_support import run_cli, snapshot
+from tests.databases import pgqrs_connection
 
 pytestmark = pytest.mark.django_db
 
@@ -42,7 +43,7 @@ TABLES = ("pgqrs_queue", "pgqrs_message", "pgqrs_archive", "pgqrs_worker")
 
 
 def row_counts() -> dict[str, int]:
-    with connection.cursor() as cursor:
+    with pgqrs_connection().cursor() as cursor:
         counts = {}
         for table in TABLES:
             cursor.execute(f"SELECT count(*) FROM {table}")
@@ -119,7 +120,7 @@ def test_nul_is_refused_before_the_database_sees_it(queue: Queue) -> None:
     pgqrs refuses it itself, so no statement is sent."""
     with (
         writes_nothing(),
-        CaptureQueriesContext(connection) as queries,
+        CaptureQueriesContext(pgqrs_connection()) as queries,
         pytest.raises(PayloadNotSerializable, match="NUL"),
     ):
         Producer("jobs").enqueue({"text": "before\x00after"})
@@ -150,10 +151,10 @@ def test_a_batch_over_max_batch_bytes_is_refused_before_sending(queue: Queue) ->
     # jsonb holds at most 256 MiB, and a batch travels as one jsonb array: MAX_BATCH_BYTES
     # (128 MiB by default) refuses larger batches with a clear error instead of a DataError.
     payloads = [{"n": n, "pad": "p" * 100} for n in range(1000)]
-    with override_settings(PGQRS={"MAX_BATCH_BYTES": 50_000}):
+    with override_settings(PGQRS={**settings.PGQRS, "MAX_BATCH_BYTES": 50_000}):
         with (
             writes_nothing(),
-            CaptureQueriesContext(connection) as queries,
+            CaptureQueriesContext(pgqrs_connection()) as queries,
             pytest.raises(PayloadTooLarge, match="MAX_BATCH_BYTES=50000"),
         ):
             Producer("jobs").batch_enqueue(payloads)

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 
 import pytest
-from django.db import connection
+from django.db import connections
 
 from pgqrs_django import PgqrsAdmin, Producer
 from pgqrs_django.exceptions import RateLimitExceeded
@@ -33,7 +33,7 @@ def in_threads(count: int, target: Callable[[int], None]) -> None:
         try:
             target(number)
         finally:
-            connection.close()  # each thread has its own connection
+            connections.close_all()  # each thread has its own connections
 
     threads = [threading.Thread(target=run, args=(n,)) for n in range(count)]
     for thread in threads:
