@@ -430,7 +430,7 @@ class MessageAdmin(PayloadAdmin):
         "consumer",
         "payload_preview",
     )
-    list_filter = (("queue", admin.RelatedOnlyFieldListFilter), StateFilter)
+    list_filter = ("queue", StateFilter)
     list_select_related = ("queue", "consumer")
     readonly_fields = ("state", "payload_pretty", "last_error_pretty")
     replaced = ("payload", "last_error")
@@ -488,7 +488,7 @@ class ArchiveAdmin(PayloadAdmin):
         "payload_preview",
         "error_line",
     )
-    list_filter = (("queue", admin.RelatedOnlyFieldListFilter), "outcome")
+    list_filter = ("queue", "outcome")
     list_select_related = ("queue",)
     date_hierarchy = "archived_at"
     readonly_fields = ("payload_pretty", "result_pretty", "error_pretty")
