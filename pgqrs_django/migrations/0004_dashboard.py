@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('pgqrs', '0002_notify_trigger'),
+        ('pgqrs', '0003_autovacuum'),
     ]
 
     operations = [
