@@ -31,7 +31,7 @@ from django.utils.module_loading import import_string
 
 from . import conf, registry, sql
 from .exceptions import InvalidInput, PgqrsError, QueueNotFound
-from .models import Archive, Message
+from .models import Archive, Message, Queue
 from .producer import Producer
 from .queues import resolve
 from .signals import message_enqueued, send_on_commit
@@ -191,7 +191,7 @@ class PgqrsBackend(BaseTaskBackend):
         send_on_commit(task_enqueued, type(self), using, task_result=result)
         return result
 
-    def _queue(self, name: str) -> Any:
+    def _queue(self, name: str) -> Queue:
         try:
             return resolve(name, self.database)
         except QueueNotFound:

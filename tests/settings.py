@@ -86,7 +86,7 @@ if TASKS_FRAMEWORK == "django_tasks":
 TASKS = {
     "default": {
         "BACKEND": "pgqrs_django.tasks.PgqrsBackend",
-        "QUEUES": ["default", "tasks-other"],
+        "QUEUES": ["default", "tasks-other", "emails"],  # emails: docs/tasks.md
     },
     # Not ours: the tests check that pgqrs_worker refuses its tasks.
     "dummy": {"BACKEND": f"{TASKS_FRAMEWORK}.backends.dummy.DummyBackend"},
