@@ -9,7 +9,8 @@ STAMP := $(VENV)/.installed-dev
 MYPY_DB := $(if $(DATABASE_URL),$(DATABASE_URL),postgresql://localhost/mypy)
 PY312 := $(shell pyenv prefix 3.12 2>/dev/null)
 
-.PHONY: help venv test pytest lint format demo serve tox clean pgbouncer test-pgbouncer docs
+.PHONY: help venv test pytest lint format demo serve tox clean pgbouncer test-pgbouncer docs \
+	bench bench-quick
 
 help:
 	@echo "make demo   - run the queue demo (embedded PostgreSQL unless DATABASE_URL is set)"
@@ -18,6 +19,7 @@ help:
 	@echo "make tox    - run the suite on Django 5.2 (py3.11) and Django 6.1 (py3.12)"
 	@echo "make docs   - build the documentation (mkdocs, strict) into site/"
 	@echo "make test-pgbouncer - the API, CLI and worker tests through PgBouncer (transaction pooling)"
+	@echo "make bench  - the benchmark against the peers (docs/benchmarks.md); make bench-quick for CI"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -67,5 +69,19 @@ $(DOCS_STAMP): $(STAMP)
 docs: $(DOCS_STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
+# The benchmark's own environment: pgqrs_django plus the peers it is compared with.
+BENCH_VENV := bench/.venv
+BENCH_STAMP := $(BENCH_VENV)/.installed
+$(BENCH_STAMP): pyproject.toml bench/requirements.txt
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install --quiet --disable-pip-version-check -e . -r bench/requirements.txt
+	touch $@
+
+bench: $(BENCH_STAMP)
+	$(BENCH_VENV)/bin/python -m bench $(BENCH_ARGS)
+
+bench-quick: $(BENCH_STAMP)
+	$(BENCH_VENV)/bin/python -m bench --quick --json bench/results/quick.json $(BENCH_ARGS)
+
 clean:
-	rm -rf $(VENV) .tox .mypy_cache .ruff_cache .pytest_cache example_project/.pgdata
+	rm -rf $(VENV) $(BENCH_VENV) .tox .mypy_cache .ruff_cache .pytest_cache example_project/.pgdata

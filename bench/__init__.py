@@ -1,9 +1,7 @@
-"""Benchmarks for pgqrs_django (not tests: they measure, they do not assert timings).
+"""The benchmark of pgqrs_django (not tests: it measures, it does not assert timings).
 
-- ``python -m bench.latency``: enqueue-to-handler-start latency of an idle worker, with
-  LISTEN/NOTIFY and with polling only.
-- ``python -m bench.drain``: drain throughput of a backlog through ``pgqrs_worker`` processes.
-
-Both run against ``DATABASE_URL`` (a scratch database is created and dropped on that server)
-or, without it, against an embedded PostgreSQL started for the run.
+``make bench`` (or ``python -m bench`` inside ``bench/.venv``) runs everything once against
+one PostgreSQL and compares pgqrs with the hand-written SQL floor and its peers; see
+``bench/__main__.py`` and docs/benchmarks.md. ``bench/cli_send_file.py`` times the operator
+CLI's ``message send --file``.
 """

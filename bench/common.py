@@ -1,34 +1,57 @@
-"""Shared plumbing of the benchmark scripts: a scratch database and worker processes."""
+"""Shared plumbing of the benchmark: databases, the runner processes, worker processes."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+#: The database pgqrs and the SQL floor run in; each peer gets ``pgqrs_bench_<peer>``.
+DATABASE = "pgqrs_bench"
 
 
-@contextmanager
-def scratch_database() -> Iterator[str]:
-    """A fresh database (migrated) on DATABASE_URL's server, or on an embedded server;
-    yields its URL and drops it afterwards."""
-    import psycopg
+def server_url() -> str:
+    """DATABASE_URL's server, or the machine's default PostgreSQL."""
+    return os.environ.get("BENCH_SERVER_URL") or os.environ.get(
+        "DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+    )
 
+
+def database_url(name: str) -> str:
     from pgqrs_django import embedded
 
-    server = os.environ.get("DATABASE_URL") or embedded.start_temporary()
-    name = f"pgqrs_bench_{uuid.uuid4().hex[:8]}"
-    admin_url = embedded.with_database(server, "postgres")
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = embedded.with_database(server, name)
+    return embedded.with_database(server_url(), name)
+
+
+def fresh_database(name: str) -> str:
+    """Drop and create database ``name`` on the server; returns its URL."""
+    import psycopg
+    from psycopg import sql
+
+    drop_database(name)
+    with psycopg.connect(database_url("postgres"), autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return database_url(name)
+
+
+def drop_database(name: str) -> None:
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(database_url("postgres"), autocommit=True) as conn:
+        statement = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+        conn.execute(statement.format(sql.Identifier(name)))
+
+
+def setup_django(url: str) -> None:
+    """Configure this process for pgqrs on ``url`` (bench.settings) and migrate."""
     os.environ["DATABASE_URL"] = url
     os.environ["DJANGO_SETTINGS_MODULE"] = "bench.settings"
     import django
@@ -36,23 +59,107 @@ def scratch_database() -> Iterator[str]:
 
     django.setup()
     call_command("migrate", verbosity=0)
-    try:
-        yield url
-    finally:
-        from django.db import connections
 
-        connections.close_all()
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+def child_env(**extra: str) -> dict[str, str]:
+    path = str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")
+    return dict(os.environ, PYTHONPATH=path, **extra)
+
+
+def run_action(spec: dict[str, Any], timeout: float = 900) -> Any:
+    """Run one action of ``bench.runner`` in a child process; returns its JSON answer."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.runner", json.dumps(spec)],
+        cwd=ROOT,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if done.returncode != 0:
+        raise BenchError(f"{spec['system']} {spec['action']} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+class BenchError(Exception):
+    """A measured path errored or lost messages."""
+
+
+def rss_mb(pid: int) -> float | None:
+    """Resident set size of process ``pid`` in MB (None once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def parallel_drain(
+    spec: dict[str, Any], processes: int, timeout: float = 900, rss: list[float] | None = None
+) -> tuple[float, list[dict[str, Any]]]:
+    """Start ``processes`` drain runners, wait until each is ready (imported, connected),
+    release them together and wait for all to finish. Returns (seconds from the release to
+    the last finish, each runner's answer). With ``rss``, the first runner's resident size
+    is appended to it every 0.25 s while it runs."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "bench.runner", json.dumps(spec)],
+            cwd=ROOT,
+            env=child_env(),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(processes)
+    ]
+    try:
+        for proc in procs:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            if line.strip() != "ready":
+                _, err = proc.communicate(timeout=30)
+                raise BenchError(f"{spec['system']} runner did not start:\n{err[-3000:]}")
+        started = time.time()
+        for proc in procs:
+            assert proc.stdin is not None
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        if rss is not None:
+            sampler = threading.Thread(target=_sample, args=(procs[0], rss), daemon=True)
+            sampler.start()
+        answers = []
+        for proc in procs:
+            out, err = proc.communicate(timeout=timeout)
+            if proc.returncode != 0:
+                raise BenchError(f"{spec['system']} drain failed:\n{err[-3000:]}")
+            answers.append(json.loads(out.strip().splitlines()[-1]))
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    elapsed = max(answer["end"] for answer in answers) - started
+    return elapsed, answers
+
+
+def _sample(proc: subprocess.Popen[str], out: list[float]) -> None:
+    while proc.poll() is None:
+        value = rss_mb(proc.pid)
+        if value is not None:
+            out.append(value)
+        time.sleep(0.25)
 
 
 def start_worker(*args: str) -> subprocess.Popen[bytes]:
-    """``manage.py pgqrs_worker ARGS`` against the scratch database."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    """``manage.py pgqrs_worker ARGS`` against the benchmark database."""
     return subprocess.Popen(
         [sys.executable, "-m", "django", "pgqrs_worker", "--log-level", "warning", *args],
         cwd=ROOT,
-        env=env,
+        env=child_env(),
     )
 
 
@@ -63,7 +170,7 @@ def wait_for_workers(count: int, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while Worker.objects.running().count() < count:
         if time.monotonic() > deadline:
-            raise SystemExit(f"{count} workers did not start within {timeout:g}s")
+            raise BenchError(f"{count} workers did not start within {timeout:g}s")
         time.sleep(0.05)
 
 
@@ -74,4 +181,4 @@ def stop_workers(procs: list[subprocess.Popen[bytes]]) -> None:
     for proc in procs:
         code = proc.wait(timeout=60)
         if code != 0:
-            raise SystemExit(f"worker exited with {code}")
+            raise BenchError(f"worker exited with {code}")

@@ -1,15 +1,20 @@
-"""The SQL floor: the least a queue can do per batch, hand-written with psycopg 3.
+"""The SQL floor: the least a queue can do, hand-written with psycopg 3 on pgqrs's own tables.
 
-One prepared ``UPDATE ... FOR UPDATE SKIP LOCKED ... RETURNING`` claim and one prepared
-``DELETE ... RETURNING`` per batch, on pgqrs's own table, no archive, no Django. pgqrs's
-figures are compared with this.
+Drain: one prepared ``UPDATE ... FOR UPDATE SKIP LOCKED ... RETURNING`` claim and one prepared
+``DELETE ... RETURNING`` per batch, no archive, no Django. Enqueue: one multi-row
+``INSERT ... VALUES (...), (...) RETURNING id`` per batch. pgqrs's figures are compared with
+these.
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import time
+from collections.abc import Callable
 from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
 
 CLAIM = """
 WITH c AS (
@@ -22,35 +27,38 @@ FROM c WHERE m.id = c.id
 RETURNING m.id, m.payload, m.read_ct
 """
 DELETE = "DELETE FROM pgqrs_message WHERE id = ANY(%s) RETURNING id"
+ROW = sql.SQL("(%s, %s, 0, now(), now(), 0, '')")
 
 
-def _consume(url: str, queue_id: int, batch: int, go: Any, done: Any) -> None:
-    import psycopg
+def prepare(conn: psycopg.Connection[Any]) -> None:
+    """What pgqrs's worker sets on its session too (see WorkerRuntime._prepare_session)."""
+    conn.execute("SET enable_bitmapscan = off")
 
+
+def consume(
+    conn: psycopg.Connection[Any], queue_id: int, batch: int, handle: Callable[[Any], None]
+) -> int:
+    """Claim, handle and delete batches until the queue is empty; returns the count."""
     count = 0
+    while rows := conn.execute(CLAIM, (queue_id, batch), prepare=True).fetchall():
+        for row in rows:
+            handle(row)
+        conn.execute(DELETE, ([row[0] for row in rows],), prepare=True).fetchall()
+        count += len(rows)
+    return count
+
+
+def insert(url: str, queue_id: int, size: int, calls: int) -> float:
+    """Messages per second of ``calls`` multi-row INSERTs of ``size`` rows (autocommit)."""
+    statement = sql.SQL(
+        "INSERT INTO pgqrs_message (queue_id, payload, priority, enqueued_at, vt, read_ct, "
+        "last_error) VALUES {} RETURNING id"
+    ).format(sql.SQL(", ").join([ROW] * size))
     with psycopg.connect(url, autocommit=True) as conn:
-        go.wait()
-        while rows := conn.execute(CLAIM, (queue_id, batch), prepare=True).fetchall():
-            conn.execute(DELETE, ([row[0] for row in rows],), prepare=True).fetchall()
-            count += len(rows)
-    done.put(count)
-
-
-def drain(url: str, queue_id: int, batch: int, workers: int) -> tuple[float, int]:
-    """Drain ``queue_id`` with ``workers`` processes; returns (seconds, messages)."""
-    go = multiprocessing.Event()
-    done: Any = multiprocessing.Queue()
-    procs = [
-        multiprocessing.Process(target=_consume, args=(url, queue_id, batch, go, done))
-        for _ in range(workers)
-    ]
-    for proc in procs:
-        proc.start()
-    time.sleep(1.0)  # let them connect
-    started = time.perf_counter()
-    go.set()
-    total = sum(done.get(timeout=600) for _ in procs)
-    elapsed = time.perf_counter() - started
-    for proc in procs:
-        proc.join()
-    return elapsed, total
+        started = time.perf_counter()
+        for call in range(calls):
+            params: list[Any] = []
+            for i in range(size):
+                params += [queue_id, Jsonb({"n": call * size + i})]
+            conn.execute(statement, params, prepare=True).fetchall()
+        return calls * size / (time.perf_counter() - started)

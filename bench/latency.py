@@ -1,24 +1,19 @@
 """Enqueue-to-handler-start latency of an idle ``pgqrs_worker``, with LISTEN/NOTIFY and with
-polling only.
+polling only (part of ``python -m bench``).
 
-    python -m bench.latency [--samples 200] [--poll-interval 1.0] [--json]
-
-For each sample the script waits a random 20-60 ms (so the worker is idle; with polling, up
+For each sample the harness waits a random 20-60 ms (so the worker is idle; with polling, up
 to a poll interval more), notes the wall clock, enqueues one message and waits for its
 archive row; the handler (bench/jobs.py) returned the wall clock at which it started. Both
-clocks are this machine's. Runs against
-``DATABASE_URL`` (a scratch database on that server) or an embedded PostgreSQL.
+clocks are this machine's.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import random
 import statistics
 import time
 
-from bench.common import scratch_database, start_worker, stop_workers, wait_for_workers
+from bench.common import BenchError, start_worker, stop_workers, wait_for_workers
 
 QUEUE = "bench-latency"
 
@@ -48,7 +43,7 @@ def measure(samples: int, *worker_args: str, poll_interval: float = 1.0) -> list
             deadline = time.monotonic() + 30
             while not _listening():
                 if time.monotonic() > deadline:
-                    raise SystemExit("the worker did not LISTEN within 30 s")
+                    raise BenchError("the worker did not LISTEN within 30 s")
                 time.sleep(0.01)
         producer = Producer(QUEUE)
         # Idle pauses spread over a whole poll interval, so a polling worker's phase does not
@@ -62,7 +57,7 @@ def measure(samples: int, *worker_args: str, poll_interval: float = 1.0) -> list
             deadline = time.monotonic() + 60
             while not (row := Archive.objects.filter(pk=msg.id).values_list("result").first()):
                 if time.monotonic() > deadline:
-                    raise SystemExit(f"message {msg.id} was not processed within 60 s")
+                    raise BenchError(f"message {msg.id} was not processed within 60 s")
                 time.sleep(0.001)
             out.append((row[0]["started"] - sent) * 1000)
         return out
@@ -85,38 +80,3 @@ def summary(label: str, values: list[float]) -> dict[str, float | str]:
         "mean_ms": round(statistics.fmean(values), 2),
         "max_ms": round(ordered[-1], 2),
     }
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--samples", type=int, default=200)
-    parser.add_argument(
-        "--poll-interval", type=float, default=1.0, help="of the polling-only worker"
-    )
-    parser.add_argument("--json", action="store_true", help="print one JSON line per mode")
-    args = parser.parse_args()
-    with scratch_database():
-        from pgqrs_django import PgqrsAdmin
-
-        PgqrsAdmin().create_queue(QUEUE)
-        runs = [
-            ("LISTEN/NOTIFY", measure(args.samples)),
-            (
-                f"polling every {args.poll_interval:g}s",
-                measure(args.samples, "--no-listen", "--poll-interval", str(args.poll_interval)),
-            ),
-        ]
-        for label, values in runs:
-            row = summary(label, values)
-            if args.json:
-                print(json.dumps(row))
-            else:
-                print(
-                    f"{label:<22} p50 {row['p50_ms']:>8.2f} ms  p95 {row['p95_ms']:>8.2f} ms  "
-                    f"p99 {row['p99_ms']:>8.2f} ms  max {row['max_ms']:>8.2f} ms  "
-                    f"({row['samples']} samples)"
-                )
-
-
-if __name__ == "__main__":
-    main()

@@ -38,6 +38,8 @@ DEFAULTS: dict[str, Any] = {
     # Payload limits: serialised size in bytes and nesting depth.
     "MAX_PAYLOAD_BYTES": 1_048_576,
     "MAX_PAYLOAD_DEPTH": 32,
+    # Largest serialised batch (one jsonb array in one statement; jsonb holds at most 256 MiB).
+    "MAX_BATCH_BYTES": 134_217_728,
     # Longest delay or lock time accepted, in seconds (guards against absurd values).
     "MAX_DELAY": 366 * 24 * 3600.0,
     # Producer token bucket: messages per second and burst size; None disables it.
@@ -57,9 +59,16 @@ POSITIVE_NUMBERS = (
     "POLL_INTERVAL",
     "MAX_PAYLOAD_BYTES",
     "MAX_PAYLOAD_DEPTH",
+    "MAX_BATCH_BYTES",
     "MAX_DELAY",
 )
-INTEGERS = ("DEFAULT_BATCH_SIZE", "MAX_ATTEMPTS", "MAX_PAYLOAD_BYTES", "MAX_PAYLOAD_DEPTH")
+INTEGERS = (
+    "DEFAULT_BATCH_SIZE",
+    "MAX_ATTEMPTS",
+    "MAX_PAYLOAD_BYTES",
+    "MAX_PAYLOAD_DEPTH",
+    "MAX_BATCH_BYTES",
+)
 OPTIONAL_POSITIVE = ("RATE_LIMIT", "RATE_LIMIT_BURST")
 
 _env = environ.Env()

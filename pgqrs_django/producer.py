@@ -19,8 +19,8 @@ from .exceptions import DuplicateMessage, InvalidInput, RateLimitExceeded
 from .models import Message, Queue
 from .queues import QueueRef
 from .signals import message_enqueued, send_on_commit
+from .validation import check_batch_size, payload_limits, seconds, serialize_payload
 from .validation import dedupe_key as check_dedupe_key
-from .validation import payload_limits, seconds, serialize_payload
 from .validation import priority as check_priority
 
 
@@ -200,6 +200,7 @@ class Producer:
         """
         limits = payload_limits()
         texts = [serialize_payload(p, limits) for p in payloads]
+        check_batch_size(texts)
         keys = None
         if dedupe_keys is not None:
             keys = [check_dedupe_key(k) for k in dedupe_keys]
@@ -212,7 +213,7 @@ class Producer:
 
     def enqueue_delayed(self, payload: Any, delay: float | dt.timedelta, **kwargs: Any) -> Message:
         """Enqueue a message that becomes visible after ``delay`` seconds (or a timedelta)."""
-        return self.enqueue(payload, delay=delay, **kwargs)
+        return self.enqueue(payload, delay=seconds(delay, "delay"), **kwargs)
 
     def enqueue_at(
         self,

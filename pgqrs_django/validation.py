@@ -22,6 +22,8 @@ from .exceptions import (
 QUEUE_NAME_MAX_LENGTH = 128
 QUEUE_NAME_PATTERN = r"\A[A-Za-z0-9_.\-]{1,128}\Z"
 _QUEUE_NAME_RE = re.compile(QUEUE_NAME_PATTERN)
+#: ``\u0000`` after an even number (zero included) of backslashes: a NUL in JSON text.
+_NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 #: The model field validator; the same rule as :func:`validate_queue_name`.
 queue_name_validator = RegexValidator(
@@ -81,13 +83,30 @@ def serialize_payload(payload: Any, limits: tuple[int, int] | None = None) -> st
     # more brackets than the limit (brackets inside strings merely cause a needless walk).
     if text.count("[") + text.count("{") > max_depth and _depth(payload, max_depth) > max_depth:
         raise PayloadTooDeep(f"payload nests deeper than MAX_PAYLOAD_DEPTH={max_depth}")
-    # PostgreSQL's jsonb cannot store U+0000 in strings.
-    if "\\u0000" in text or "\x00" in text:
+    # PostgreSQL's jsonb cannot store U+0000 in strings. json.dumps writes it as the escape
+    # \u0000; a backslash that is itself escaped ("\\u0000": six characters) is no NUL.
+    if "\\u0000" in text and _NUL_ESCAPE.search(text):
         raise PayloadNotSerializable("payload contains a NUL character, which jsonb cannot store")
     size = len(text.encode("utf-8"))
     if size > max_bytes:
         raise PayloadTooLarge(f"payload is {size} bytes, over MAX_PAYLOAD_BYTES={max_bytes}")
     return text
+
+
+def check_batch_size(texts: list[str]) -> None:
+    """Refuse a batch whose payloads (``serialize_payload`` texts) add up to more than
+    ``MAX_BATCH_BYTES``: a batch travels as one jsonb array, which PostgreSQL caps at 256 MiB.
+    Counting characters first avoids encoding when even four bytes each would fit."""
+    limit = int(conf.get("MAX_BATCH_BYTES"))
+    chars = sum(map(len, texts)) + len(texts) + 1  # the commas and brackets
+    if chars * 4 <= limit:
+        return
+    size = sum(len(t.encode("utf-8")) for t in texts) + len(texts) + 1
+    if size > limit:
+        raise PayloadTooLarge(
+            f"batch of {len(texts)} payloads is {size} bytes, over MAX_BATCH_BYTES={limit}: "
+            "split it into smaller batches"
+        )
 
 
 def seconds(value: object, what: str, *, allow_zero: bool = True) -> float:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,7 @@ from django.db import connection
 from pgqrs_django import PgqrsAdmin, embedded
 from pgqrs_django.models import Message, Queue
 from pgqrs_django.testing import pytest_plugin
+from tests.worker_support import WorkerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -90,3 +91,27 @@ def run_script(subprocess_env: dict[str, str]) -> Callable[..., subprocess.Popen
         )
 
     return start
+
+
+@pytest.fixture
+def start_worker(
+    subprocess_env: dict[str, str], tmp_path: Path
+) -> Iterator[Callable[..., WorkerProcess]]:
+    """Start ``manage.py pgqrs_worker *args`` (environment overrides as keywords) against the
+    test database. Under ``make test-pgbouncer`` the workers connect through PgBouncer (they
+    inherit its DATABASE_URL) and poll: ``--no-listen``, as docs/pgbouncer.md says."""
+    started: list[WorkerProcess] = []
+    through_bouncer = ["--no-listen"] if BOUNCER is not None else []
+
+    def start(*args: str, **env: str) -> WorkerProcess:
+        worker = WorkerProcess(
+            ["--log-level", "info", *through_bouncer, *args],
+            {**subprocess_env, **env},
+            tmp_path / f"worker-{len(started)}.log",
+        )
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:  # never leave a process behind, whatever failed
+        worker.kill()

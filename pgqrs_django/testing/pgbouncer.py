@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
+import re
 import shutil
 import signal
 import socket
@@ -127,6 +128,8 @@ class PgBouncer:
 
     def close_server_connections(self, database: str) -> None:
         """Drop the pooled server connections to ``database`` (so it can be dropped)."""
+        if not re.fullmatch(r"[A-Za-z0-9_]+", database):  # the console takes no parameters
+            raise ValueError(f"not a plain database name: {database!r}")
         with contextlib.suppress(Exception):
             self.admin(f"KILL {database}")
             self.admin(f"RESUME {database}")

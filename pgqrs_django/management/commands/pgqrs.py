@@ -248,6 +248,10 @@ def queue_name(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+#: json.loads gives up on documents nested thousands deep; no payload may nest that deep.
+TOO_DEEP = "nests too deep to parse (far over MAX_PAYLOAD_DEPTH)"
+
+
 @dataclasses.dataclass(frozen=True)
 class Document:
     """A parsed JSON argument (a wrapper, so that the document ``null`` differs from "no
@@ -262,6 +266,8 @@ def json_document(text: str) -> Document:
         return Document(json.loads(text))
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"invalid JSON payload: {exc}") from None
+    except RecursionError:
+        raise argparse.ArgumentTypeError(f"JSON payload {TOO_DEEP}") from None
 
 
 def worker_ref(text: str) -> int | str:
@@ -725,6 +731,8 @@ class MessageSend(Subcommand):
                 raise UsageError(f"line {number}: not valid UTF-8") from None
             except ValueError as exc:
                 raise UsageError(f"line {number}: invalid JSON: {exc}") from None
+            except RecursionError:
+                raise UsageError(f"line {number}: {TOO_DEEP}") from None
             yield number, payload, read
 
     def _send_file(self, ctx: Context, options: dict[str, Any]) -> Output:

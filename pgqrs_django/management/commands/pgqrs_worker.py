@@ -181,23 +181,23 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         self._configure_logging(options["log_level"])
-        runtime = WorkerRuntime(
-            WorkerOptions(
-                queues=options["queues"],
-                handlers=options["handlers"],
-                concurrency=options["concurrency"],
-                batch_size=options["batch_size"],
-                lock_time=options["lock_time"],
-                burst=options["burst"],
-                max_messages=options["max_messages"],
-                poll_interval=options["poll_interval"],
-                listen=options["listen"],
-                grace=options["grace"],
-                name=options["name"],
-                async_commit=options["async_commit"],
-            )
-        )
         try:
+            runtime = WorkerRuntime(
+                WorkerOptions(
+                    queues=options["queues"],
+                    handlers=options["handlers"],
+                    concurrency=options["concurrency"],
+                    batch_size=options["batch_size"],
+                    lock_time=options["lock_time"],
+                    burst=options["burst"],
+                    max_messages=options["max_messages"],
+                    poll_interval=options["poll_interval"],
+                    listen=options["listen"],
+                    grace=options["grace"],
+                    name=options["name"],
+                    async_commit=options["async_commit"],
+                )
+            )
             runtime.prepare()
         except (PgqrsError, ImproperlyConfigured) as exc:
             raise CommandError(str(exc), returncode=2) from None
