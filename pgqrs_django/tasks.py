@@ -20,7 +20,7 @@ import builtins
 import dataclasses
 import datetime as dt
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -37,7 +37,11 @@ from .queues import resolve
 from .signals import message_enqueued, send_on_commit
 from .validation import serialize_payload, validate_queue_name
 
-if TYPE_CHECKING:
+# Django 6 ships the framework as django.tasks; on Django 5.2 the django-tasks backport
+# provides the same classes under django_tasks (its InvalidTask is InvalidTaskError). Type
+# checking follows django.tasks (django-stubs).
+try:
+    from django.tasks.backends.base import BaseTaskBackend
     from django.tasks.base import (
         DEFAULT_TASK_QUEUE_NAME,
         Task,
@@ -46,37 +50,21 @@ if TYPE_CHECKING:
         TaskResult,
         TaskResultStatus,
     )
-    from django.tasks.backends.base import BaseTaskBackend
     from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
     from django.tasks.signals import task_enqueued, task_finished, task_started
-else:
-    # Django 6 ships the framework as django.tasks; on Django 5.2 the django-tasks backport
-    # provides the same classes under django_tasks (its InvalidTask is InvalidTaskError).
-    try:
-        from django.tasks.base import (
-            DEFAULT_TASK_QUEUE_NAME,
-            Task,
-            TaskContext,
-            TaskError,
-            TaskResult,
-            TaskResultStatus,
-        )
-        from django.tasks.backends.base import BaseTaskBackend
-        from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
-        from django.tasks.signals import task_enqueued, task_finished, task_started
-    except ImportError:
-        from django_tasks.base import (
-            DEFAULT_TASK_QUEUE_NAME,
-            Task,
-            TaskContext,
-            TaskError,
-            TaskResult,
-            TaskResultStatus,
-        )
-        from django_tasks.backends.base import BaseTaskBackend
-        from django_tasks.exceptions import InvalidTaskError as InvalidTask
-        from django_tasks.exceptions import TaskResultDoesNotExist
-        from django_tasks.signals import task_enqueued, task_finished, task_started
+except ImportError:
+    from django_tasks.backends.base import BaseTaskBackend  # type: ignore[assignment]
+    from django_tasks.base import (  # type: ignore[assignment]
+        DEFAULT_TASK_QUEUE_NAME,
+        Task,
+        TaskContext,
+        TaskError,
+        TaskResult,
+        TaskResultStatus,
+    )
+    from django_tasks.exceptions import InvalidTaskError as InvalidTask  # type: ignore[assignment]
+    from django_tasks.exceptions import TaskResultDoesNotExist  # type: ignore[assignment]
+    from django_tasks.signals import task_enqueued, task_finished, task_started
 
 __all__ = [
     "InvalidTask",

@@ -7,16 +7,14 @@ django-tasks backport and on Django 6.1 with ``django.tasks`` (tox).
 from __future__ import annotations
 
 import datetime as dt
-import subprocess
-import sys
-import threading
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db import connections, transaction
+from django.db import transaction
 from django.test import override_settings
 from django.utils import timezone
 
@@ -35,9 +33,10 @@ from pgqrs_django.tasks import (
     task_error,
 )
 from pgqrs_django.worker import WorkerOptions, WorkerRuntime
-from tests.conftest import ROOT
+from tests.conftest import in_other_connection
 from tests.testapp import tasks
 from tests.testapp.models import Execution
+from tests.worker_support import WorkerProcess
 
 if settings.TASKS_FRAMEWORK == "django.tasks":
     from django.tasks import default_task_backend, task, task_backends
@@ -63,18 +62,7 @@ def burst(*queues: str, **options: Any) -> WorkerRuntime:
 
 def seen_by_another_connection(msg_id: int) -> bool:
     """Whether a message row is visible (committed) from another database connection."""
-    found: list[bool] = []
-
-    def look() -> None:
-        try:
-            found.append(Message.objects.filter(pk=msg_id).exists())
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=look)
-    thread.start()
-    thread.join()
-    return found[0]
+    return bool(in_other_connection(Message.objects.filter(pk=msg_id).exists))
 
 
 def module_level() -> None:
@@ -122,7 +110,7 @@ def test_validate_task_refuses_what_the_framework_forbids() -> None:
     with pytest.raises(InvalidTask, match="Queue 'elsewhere' is not valid"):
         tasks.add.using(queue_name="elsewhere")
     with pytest.raises(InvalidTask, match="aware"):
-        tasks.add.using(run_after=dt.datetime(2030, 1, 1))  # noqa: DTZ001
+        tasks.add.using(run_after=dt.datetime(2030, 1, 1))
     with pytest.raises(InvalidTask, match="first argument of 'context'"):
         task(takes_context=True)(module_level)
     # The framework's exception class, whichever framework this is.
@@ -222,7 +210,7 @@ def test_a_claimed_task_is_running(queues: None) -> None:
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.slow
 def test_pgqrs_worker_runs_tasks_and_results_come_back(
-    queues: None, subprocess_env: dict[str, str]
+    queues: None, start_worker: Callable[..., WorkerProcess]
 ) -> None:
     added = tasks.add.enqueue(2, 3)
     shouted = tasks.shout.enqueue("hey")
@@ -231,16 +219,8 @@ def test_pgqrs_worker_runs_tasks_and_results_come_back(
     failed = tasks.fail.enqueue("no data")
     builtin = tasks.fail_builtin.enqueue()
     odd = tasks.not_json.enqueue()
-    proc = subprocess.run(
-        [sys.executable, "-m", "django", "pgqrs_worker", "--burst"]
-        + ["--queue", "default", "--queue", "tasks-other", "--poll-interval", "0.2"],
-        cwd=ROOT,
-        env=subprocess_env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr
+    worker = start_worker("--burst", "--queue", "default", "--queue", "tasks-other")
+    assert worker.wait(120) == 0, worker.log()
     assert not Message.objects.exists()
 
     added.refresh()  # the result object the caller kept
