@@ -26,10 +26,8 @@ import django
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
 django.setup()
 
-from django.db import connection  # noqa: E402
-
 from pgqrs_django.models import Archive, Worker  # noqa: E402
-from tests.worker_support import WorkerProcess  # noqa: E402
+from tests.worker_support import WorkerProcess, terminate_other_backends  # noqa: E402
 
 WORKER_ARGS = ["--concurrency", "4", "--batch-size", "50", "--poll-interval", "0.2"]
 # Failed deliveries (a handler whose connection was terminated) come back quickly.
@@ -39,15 +37,6 @@ WORKER_ENV = {
     "PGQRS_RETRY_JITTER": "0",
 }
 TIME_LIMIT = 900.0
-
-
-def terminate_backends() -> int:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )
-        return int(cursor.fetchone()[0])
 
 
 def main() -> int:
@@ -84,7 +73,7 @@ def main() -> int:
         killed.append(victim.pid)
         alive[alive.index(victim)] = start()
         if terminated is None and archived >= args.total // 2:
-            terminated = terminate_backends()
+            terminated = terminate_other_backends()
     # Stop the survivors once each has started serving (a worker still importing Django has
     # no signal handler yet and would die of the SIGTERM).
     wait_until = time.monotonic() + 120
