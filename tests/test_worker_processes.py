@@ -20,7 +20,7 @@ from django.db import connection, transaction
 from pgqrs_django import Consumer, PgqrsAdmin, Producer
 from pgqrs_django.models import Archive, Message, Worker
 from tests.testapp.models import Execution
-from tests.worker_support import WorkerProcess, wait_until
+from tests.worker_support import WorkerProcess, terminate_other_backends, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -161,15 +161,6 @@ def test_a_second_signal_exits_at_once(admin: PgqrsAdmin, start_worker) -> None:
 # -- acceptance 4: the database goes away ----------------------------------------------------
 
 
-def _terminate_other_backends() -> int:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )
-        return int(cursor.fetchone()[0])
-
-
 def test_a_worker_survives_its_connections_being_killed(admin: PgqrsAdmin, start_worker) -> None:
     admin.create_queue("work", visibility_timeout=60, max_attempts=50)
     sent = {m.id for m in Producer("work").batch_enqueue([{"sleep": 0.005}] * 1200)}
@@ -188,7 +179,7 @@ def test_a_worker_survives_its_connections_being_killed(admin: PgqrsAdmin, start
     progress = 100
     for _ in range(3):
         wait_until(lambda p=progress: Archive.objects.count() >= p, what="progress")
-        assert _terminate_other_backends() >= 2  # at least its main and LISTEN connections
+        assert terminate_other_backends() >= 2  # at least its main and LISTEN connections
         progress = Archive.objects.count() + 100
     wait_until(lambda: Archive.objects.count() == 1200, timeout=180, what="every message")
     assert worker.stop() == 0

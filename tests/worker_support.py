@@ -10,6 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from django.db import connection
+
 from pgqrs_django.models import Worker
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,3 +69,13 @@ def wait_until(check: Callable[[], Any], timeout: float = 60, what: str = "") ->
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g}s waiting for {what or check}")
         time.sleep(0.05)
+
+
+def terminate_other_backends() -> int:
+    """``pg_terminate_backend`` every other connection to this database; how many."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        return int(cursor.fetchone()[0])
