@@ -13,7 +13,16 @@ from typing import Any
 from django.core.management import call_command
 from django.db import DatabaseError, IntegrityError, connections, transaction
 from django.db.migrations.executor import MigrationExecutor
-from django.db.models import Count, DurationField, ExpressionWrapper, Min, Q
+from django.db.models import (
+    BooleanField,
+    Count,
+    DurationField,
+    ExpressionWrapper,
+    IntegerField,
+    Min,
+    Q,
+)
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import Now
 
 from . import conf, sql
@@ -65,6 +74,30 @@ class QueueMetrics:
 
     def as_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "pending": self.pending}
+
+
+@dataclasses.dataclass(frozen=True)
+class Throughput:
+    """Messages archived over a recent window, in equal buckets, oldest bucket first.
+
+    ``processed[i]`` counts every outcome, ``failures[i]`` those archived ``failed`` or
+    ``dead``; bucket ``i`` covers the ``bucket_seconds`` ending
+    ``(len(processed) - 1 - i) * bucket_seconds`` before the database's ``now()``."""
+
+    window: float
+    bucket_seconds: float
+    processed: list[int]
+    failures: list[int]
+    #: Messages archived over the whole window, by queue name (queues with none omitted).
+    by_queue: dict[str, int]
+
+    def per_minute(self, queue: str | None = None) -> float:
+        """Average messages archived per minute over the window (one queue, or all)."""
+        total = sum(self.processed) if queue is None else self.by_queue.get(queue, 0)
+        return total * 60.0 / self.window
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -332,6 +365,43 @@ class PgqrsAdmin:
         """Metrics for every queue, by name."""
         return self._metrics(list(Queue.objects.using(self.using).order_by("name")))
 
+    def throughput(self, window: float = 3600.0, buckets: int = 60) -> Throughput:
+        """Messages archived (and among them failed or dead) over the last ``window``
+        seconds, in ``buckets`` equal buckets, plus the total per queue: one query."""
+        span = seconds(window, "window", allow_zero=False)
+        count = positive_int(buckets, "buckets", maximum=1_000)
+        width = span / count
+        # Bucket 0 is the most recent; ages are measured with the database clock.
+        age_bucket = RawSQL(
+            "LEAST(FLOOR(EXTRACT(EPOCH FROM (now() - archived_at)) / %s), %s)",
+            [width, count - 1],
+            output_field=IntegerField(),
+        )
+        rows = (
+            Archive.objects.using(self.using)
+            .filter(archived_at__gte=Now() - dt.timedelta(seconds=span))
+            .annotate(
+                bucket=age_bucket,
+                failure=ExpressionWrapper(
+                    Q(outcome__in=[Archive.Outcome.FAILED, Archive.Outcome.DEAD]),
+                    output_field=BooleanField(),
+                ),
+            )
+            .values("queue__name", "bucket", "failure")
+            .annotate(n=Count("id"))
+            .order_by()
+        )
+        processed = [0] * count
+        failures = [0] * count
+        by_queue: dict[str, int] = {}
+        for row in rows:
+            index = count - 1 - max(int(row["bucket"]), 0)
+            processed[index] += row["n"]
+            if row["failure"]:
+                failures[index] += row["n"]
+            by_queue[row["queue__name"]] = by_queue.get(row["queue__name"], 0) + row["n"]
+        return Throughput(span, width, processed, failures, by_queue)
+
     def system_stats(self) -> SystemStats:
         """Totals across all queues, worker counts by status and table sizes in bytes."""
         metrics = self.all_queues_metrics()
@@ -574,6 +644,7 @@ class PgqrsAdmin:
     aresume_queue = async_twin(resume_queue)
     aqueue_metrics = async_twin(queue_metrics)
     aall_queues_metrics = async_twin(all_queues_metrics)
+    athroughput = async_twin(throughput)
     asystem_stats = async_twin(system_stats)
     aget_message = async_twin(get_message)
     alist_archive = async_twin(list_archive)

@@ -45,6 +45,8 @@ DEFAULTS: dict[str, Any] = {
     # Producer token bucket: messages per second and burst size; None disables it.
     "RATE_LIMIT": None,
     "RATE_LIMIT_BURST": None,
+    # Seconds between automatic reloads of the admin dashboard; None turns reloading off.
+    "ADMIN_REFRESH_INTERVAL": 10.0,
 }
 
 #: Keys whose value must be a number > 0 (or >= 0 where listed in NON_NEGATIVE).
@@ -69,7 +71,7 @@ INTEGERS = (
     "MAX_PAYLOAD_DEPTH",
     "MAX_BATCH_BYTES",
 )
-OPTIONAL_POSITIVE = ("RATE_LIMIT", "RATE_LIMIT_BURST")
+OPTIONAL_POSITIVE = ("RATE_LIMIT", "RATE_LIMIT_BURST", "ADMIN_REFRESH_INTERVAL")
 
 _env = environ.Env()
 

@@ -6,6 +6,8 @@ also derive from :class:`ValueError`, so generic input handling catches them too
 
 from __future__ import annotations
 
+from django.db import OperationalError
+
 
 class PgqrsError(Exception):
     """Base class of every pgqrs_django error."""
@@ -86,3 +88,20 @@ class RateLimitExceeded(PgqrsError):
 
 class NotInstalled(PgqrsError):
     """The pgqrs tables are missing: run ``manage.py migrate`` (or ``manage.py pgqrs install``)."""
+
+
+class DatabaseUnavailable(PgqrsError, OperationalError):
+    """The database cannot be reached: stopped, restarting, or the connection broke.
+
+    Raised by :class:`~pgqrs_django.producer.Producer` methods instead of the driver's error,
+    so callers can tell "try again later" from a bug. It is also a Django
+    :class:`~django.db.OperationalError`, so code that already catches that keeps working.
+    The call did not complete: retry it once the database is back (the next call reconnects
+    by itself). A connection that breaks exactly while a commit is being acknowledged leaves
+    it unknown whether the message was stored: enqueue with a ``dedupe_key`` when a retry
+    must not add a second copy.
+    """
+
+    def __init__(self, alias: str, detail: str) -> None:
+        super().__init__(f"database {alias!r} is unavailable: {detail}")
+        self.alias = alias

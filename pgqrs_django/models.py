@@ -311,3 +311,17 @@ class Archive(AsDictMixin, models.Model):
 
     def __str__(self) -> str:
         return f"archived message {self.id} ({self.outcome})"
+
+
+class Dashboard(models.Model):
+    """No table: gives the admin dashboard a place in the admin index and its own
+    permission (``pgqrs.view_dashboard``), as django-rq does for its queue pages."""
+
+    class Meta:
+        managed = False
+        default_permissions = ("view",)
+        verbose_name = "dashboard"
+        verbose_name_plural = "dashboard"
+
+    def __str__(self) -> str:
+        return "dashboard"

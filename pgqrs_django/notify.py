@@ -10,13 +10,17 @@ settings of the pgqrs database alias, in autocommit mode) in a background thread
 ``on_notify(None)`` ("you may have missed something") and reconnects with backoff.
 
 Behind PgBouncer in transaction pooling mode LISTEN does not work: run workers with
-``--no-listen`` (polling only).
+``--no-listen`` (polling only). A listener finds out by itself: after its first LISTEN it
+sends a probe notification from a second connection, and when the probe does not come back
+it logs an error saying so and stops listening (the worker keeps polling).
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -31,6 +35,11 @@ CHANNEL = "pgqrs"
 STOP_CHECK_INTERVAL = 0.5
 #: Reconnection backoff bounds (seconds).
 RECONNECT_MIN, RECONNECT_MAX = 0.1, 5.0
+#: Payload prefix of the probe a listener sends itself (other listeners ignore it), and how
+#: long it waits for the probe to come back before deciding LISTEN does not work.
+PROBE_PREFIX = "probe:"
+PROBE_TIMEOUT = 10.0
+PROBE = "SELECT pg_notify(%s, %s)"
 
 # Django-only keys of BaseDatabaseWrapper.get_connection_params() that psycopg.connect
 # must not see, or must see differently.
@@ -76,6 +85,9 @@ class Listener:
         self._connected = threading.Event()
         self._thread = threading.Thread(target=self._run, name="pgqrs-listen", daemon=True)
         self._conn: psycopg.Connection[Any] | None = None
+        self._probed = False
+        #: Set when the probe showed that notifications do not reach this connection.
+        self.unsupported = False
 
     @property
     def connected(self) -> bool:
@@ -103,6 +115,22 @@ class Listener:
                 with psycopg.connect(**self.params, autocommit=True) as conn:
                     self._conn = conn
                     conn.execute(f"LISTEN {CHANNEL}")
+                    if not self._probed:
+                        heard = self._probe(conn)
+                        if heard is None:  # asked to stop meanwhile
+                            break
+                        if not heard:
+                            self.unsupported = True
+                            logger.error(
+                                "LISTEN does not work on this connection (a probe "
+                                "notification never came back within %gs: PgBouncer in "
+                                "transaction pooling mode?); polling only from now on. Run "
+                                "pgqrs_worker --no-listen, or give the worker a direct "
+                                "connection to PostgreSQL",
+                                PROBE_TIMEOUT,
+                            )
+                            return
+                        self._probed = True
                     self._connected.set()
                     if failing:
                         logger.warning("LISTEN connection restored")
@@ -125,14 +153,36 @@ class Listener:
                 self._conn = None
                 self._connected.clear()
 
+    def _probe(self, conn: psycopg.Connection[Any]) -> bool | None:
+        """Notify ourselves from a second connection and wait for it: True if it came back,
+        False if not within PROBE_TIMEOUT, None if asked to stop meanwhile. Notifications
+        that arrive in the meantime are delivered as usual."""
+        token = PROBE_PREFIX + secrets.token_hex(8)
+        with psycopg.connect(**self.params, autocommit=True) as other:
+            other.execute(PROBE, [CHANNEL, token])
+        deadline = time.monotonic() + PROBE_TIMEOUT
+        while (left := deadline - time.monotonic()) > 0:
+            if self._stop.is_set():
+                return None
+            for notice in conn.notifies(timeout=min(left, STOP_CHECK_INTERVAL)):
+                if notice.payload == token:
+                    return True
+                self._deliver(notice.payload)
+        return False
+
+    def _deliver(self, payload: str) -> None:
+        if payload.startswith(PROBE_PREFIX):  # another listener's probe
+            return
+        try:
+            queue_id: int | None = int(payload)
+        except ValueError:
+            queue_id = None
+        self.on_notify(queue_id)
+
     def _listen(self, conn: psycopg.Connection[Any]) -> None:
         while not self._stop.is_set():
             for notice in conn.notifies(timeout=STOP_CHECK_INTERVAL):
-                try:
-                    queue_id: int | None = int(notice.payload)
-                except ValueError:
-                    queue_id = None
-                self.on_notify(queue_id)
+                self._deliver(notice.payload)
                 if self._stop.is_set():
                     return
 

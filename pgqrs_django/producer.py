@@ -17,7 +17,7 @@ from . import conf, sql
 from ._async import async_twin
 from .exceptions import DuplicateMessage, InvalidInput, RateLimitExceeded
 from .models import Message, Queue
-from .queues import QueueRef
+from .queues import QueueRef, unavailable_as_error
 from .signals import message_enqueued, send_on_commit
 from .validation import check_batch_size, payload_limits, seconds, serialize_payload
 from .validation import dedupe_key as check_dedupe_key
@@ -79,6 +79,10 @@ class Producer:
     ``rate_limit`` (messages per second) and ``burst`` default to the ``RATE_LIMIT`` and
     ``RATE_LIMIT_BURST`` settings; with ``block=False`` an exhausted bucket raises
     :class:`~pgqrs_django.exceptions.RateLimitExceeded` instead of waiting.
+
+    When the database cannot be reached every method raises
+    :class:`~pgqrs_django.exceptions.DatabaseUnavailable` (also a Django ``OperationalError``);
+    the next call reconnects by itself.
     """
 
     def __init__(
@@ -120,17 +124,18 @@ class Producer:
         """Insert serialised payloads in one statement and return the Messages inserted."""
         if self.bucket is not None:
             self.bucket.take(len(texts), block=self.block)
-        queue = self.queue
-        with connections[self.using].cursor() as cursor:
-            done = sql.insert(
-                cursor,
-                queue.pk,
-                "[" + ",".join(texts) + "]",
-                priority=priority,
-                delay=delay,
-                at=at,
-                dedupe_keys=keys,
-            )
+        with unavailable_as_error(self.using):
+            queue = self.queue
+            with connections[self.using].cursor() as cursor:
+                done = sql.insert(
+                    cursor,
+                    queue.pk,
+                    "[" + ",".join(texts) + "]",
+                    priority=priority,
+                    delay=delay,
+                    at=at,
+                    dedupe_keys=keys,
+                )
         # Rows come back in input order; with dedupe keys some inputs may have been skipped.
         messages = []
         rows = iter(zip(done.ids, done.keys, strict=True))
@@ -242,11 +247,12 @@ class Producer:
         active message. Unlike ``Consumer.extend_visibility`` this needs no lease."""
         extra = seconds(seconds_, "seconds")
         pk = msg_id.pk if isinstance(msg_id, Message) else msg_id
-        updated = (
-            Message.objects.using(self.using)
-            .filter(pk=pk, queue=self.queue)
-            .update(vt=Greatest(F("vt"), Now()) + dt.timedelta(seconds=extra))
-        )
+        with unavailable_as_error(self.using):
+            updated = (
+                Message.objects.using(self.using)
+                .filter(pk=pk, queue=self.queue)
+                .update(vt=Greatest(F("vt"), Now()) + dt.timedelta(seconds=extra))
+            )
         return updated == 1
 
     aenqueue = async_twin(enqueue)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from django.db import ProgrammingError
+import contextlib
+from collections.abc import Iterator
+
+from django.db import InterfaceError, OperationalError, ProgrammingError, connections
 
 from . import conf
-from .exceptions import NotInstalled, QueueNotFound
+from .exceptions import DatabaseUnavailable, NotInstalled, QueueNotFound
 from .models import Queue
 from .validation import validate_queue_name
 
@@ -47,3 +50,25 @@ class QueueRef:
         if self._row is None:
             self._row = resolve(self.name, self.using)
         return self._row
+
+
+@contextlib.contextmanager
+def unavailable_as_error(using: str) -> Iterator[None]:
+    """Turn a lost or refused database connection into :class:`DatabaseUnavailable`.
+
+    An ``OperationalError`` or ``InterfaceError`` counts as "unavailable" when the connection
+    is gone or no longer answers (other operational errors, such as a statement timeout,
+    pass through unchanged). Outside a transaction the broken connection is closed, so the
+    next call reconnects: a long-running producer recovers once the database is back.
+    """
+    try:
+        yield
+    except (OperationalError, InterfaceError) as exc:
+        wrapper = connections[using]
+        if wrapper.connection is not None and wrapper.is_usable():
+            raise
+        if not wrapper.in_atomic_block:
+            with contextlib.suppress(Exception):
+                wrapper.close()
+        detail = " ".join(str(exc).split()) or type(exc).__name__
+        raise DatabaseUnavailable(using, detail) from exc

@@ -3,7 +3,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from django.db import connection, connections
 from pgqrs_django import PgqrsAdmin, embedded
 from pgqrs_django.models import Message, Queue
 from pgqrs_django.testing import pytest_plugin
+from tests.worker_support import WorkerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -55,6 +57,23 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             kwargs["databases"] = sorted({"default", QUEUE_DB, *(kwargs.get("databases") or ())})
         args = marker.args if marker is not None else ()
         item.add_marker(pytest.mark.django_db(*args, **kwargs), append=False)
+
+
+def in_other_connection(work: Callable[[], Any]) -> Any:
+    """``work()`` run in a separate thread, hence on a separate database connection (it sees
+    only what is committed); returns its result."""
+    found: list[Any] = []
+
+    def run() -> None:
+        try:
+            found.append(work())
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    return found[0]
 
 
 @pytest.fixture
@@ -117,3 +136,27 @@ def run_script(subprocess_env: dict[str, str]) -> Callable[..., subprocess.Popen
         )
 
     return start
+
+
+@pytest.fixture
+def start_worker(
+    subprocess_env: dict[str, str], tmp_path: Path
+) -> Iterator[Callable[..., WorkerProcess]]:
+    """Start ``manage.py pgqrs_worker *args`` (environment overrides as keywords) against the
+    test database. Under ``make test-pgbouncer`` the workers connect through PgBouncer (they
+    inherit its DATABASE_URL) and poll: ``--no-listen``, as docs/pgbouncer.md says."""
+    started: list[WorkerProcess] = []
+    through_bouncer = ["--no-listen"] if BOUNCER is not None else []
+
+    def start(*args: str, **env: str) -> WorkerProcess:
+        worker = WorkerProcess(
+            ["--log-level", "info", *through_bouncer, *args],
+            {**subprocess_env, **env},
+            tmp_path / f"worker-{len(started)}.log",
+        )
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:  # never leave a process behind, whatever failed
+        worker.kill()

@@ -10,94 +10,24 @@ from __future__ import annotations
 
 import itertools
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable
 
 import pytest
 from django.db import transaction
 
 from pgqrs_django import Consumer, PgqrsAdmin, Producer, conf
 from pgqrs_django.models import Archive, Message, Worker
-from tests.conftest import ROOT
 from tests.databases import pgqrs_connection
 from tests.testapp.models import Execution
+from tests.worker_support import WorkerProcess, terminate_other_backends, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
-
-class WorkerProcess:
-    """A ``pgqrs_worker`` subprocess whose output goes to a file (a pipe could fill up)."""
-
-    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
-        self.log_path = log
-        self._log = log.open("w")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "django", "pgqrs_worker", *args],
-            cwd=ROOT,
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-        self.pid = self.proc.pid
-
-    def log(self) -> str:
-        return self.log_path.read_text()
-
-    def signal(self, signum: int) -> None:
-        self.proc.send_signal(signum)
-
-    def wait(self, timeout: float = 60) -> int:
-        try:
-            return self.proc.wait(timeout)
-        finally:
-            self._log.close()
-
-    def stop(self) -> int:
-        """SIGTERM and wait; the exit code."""
-        if self.proc.poll() is None:
-            self.signal(signal.SIGTERM)
-        return self.wait()
-
-    def row(self) -> Worker:
-        return Worker.objects.get(pid=self.pid)
-
-
-@pytest.fixture
-def start_worker(
-    subprocess_env: dict[str, str], tmp_path: Path
-) -> Iterator[Callable[..., WorkerProcess]]:
-    started: list[WorkerProcess] = []
-
-    def start(*args: str, **env: str) -> WorkerProcess:
-        worker = WorkerProcess(
-            ["--log-level", "info", *args],
-            {**subprocess_env, **env},
-            tmp_path / f"worker-{len(started)}.log",
-        )
-        started.append(worker)
-        return worker
-
-    yield start
-    for worker in started:  # never leave a process behind, whatever failed
-        if worker.proc.poll() is None:
-            worker.proc.kill()
-            worker.wait()
-
-
-def wait_until(check: Callable[[], Any], timeout: float = 60, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what or check}")
-        time.sleep(0.05)
+# Under `make test-pgbouncer` the tests marked `pgbouncer` run with their workers connected
+# through PgBouncer in transaction pooling mode (the subprocesses inherit its DATABASE_URL),
+# polling only (the start_worker fixture of conftest.py adds --no-listen there).
 
 
 def listening(worker: WorkerProcess) -> bool:
@@ -117,6 +47,7 @@ def registered(count: int = 1) -> Callable[[], bool]:
 # -- acceptance 1: many workers, every message once ----------------------------------------
 
 
+@pytest.mark.pgbouncer
 def test_four_workers_process_5000_messages_exactly_once(admin: PgqrsAdmin, start_worker) -> None:
     admin.create_queue("work", visibility_timeout=120)
     workers = [
@@ -144,6 +75,7 @@ def test_four_workers_process_5000_messages_exactly_once(admin: PgqrsAdmin, star
 # -- acceptance 2: SIGKILL -------------------------------------------------------------------
 
 
+@pytest.mark.pgbouncer
 def test_the_messages_of_a_killed_worker_are_processed_by_another(
     admin: PgqrsAdmin, start_worker
 ) -> None:
@@ -176,6 +108,7 @@ def test_the_messages_of_a_killed_worker_are_processed_by_another(
 # -- acceptance 3: SIGTERM -------------------------------------------------------------------
 
 
+@pytest.mark.pgbouncer
 def test_sigterm_finishes_running_jobs_and_releases_the_rest_at_once(
     admin: PgqrsAdmin, start_worker
 ) -> None:
@@ -198,6 +131,7 @@ def test_sigterm_finishes_running_jobs_and_releases_the_rest_at_once(
     assert "releasing 8 waiting message(s)" in worker.log()
 
 
+@pytest.mark.pgbouncer
 def test_running_jobs_past_the_grace_period_are_released(admin: PgqrsAdmin, start_worker) -> None:
     admin.create_queue("work", visibility_timeout=300)
     Producer("work").batch_enqueue([{"sleep": 600}, {"sleep": 600}])
@@ -211,6 +145,7 @@ def test_running_jobs_past_the_grace_period_are_released(admin: PgqrsAdmin, star
     assert "grace period over with 2 job(s) still running" in worker.log()
 
 
+@pytest.mark.pgbouncer
 def test_a_second_signal_exits_at_once(admin: PgqrsAdmin, start_worker) -> None:
     admin.create_queue("work", visibility_timeout=300)
     Producer("work").enqueue({"sleep": 600})
@@ -225,15 +160,6 @@ def test_a_second_signal_exits_at_once(admin: PgqrsAdmin, start_worker) -> None:
 
 
 # -- acceptance 4: the database goes away ----------------------------------------------------
-
-
-def _terminate_other_backends() -> int:
-    with pgqrs_connection().cursor() as cursor:
-        cursor.execute(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )
-        return int(cursor.fetchone()[0])
 
 
 def test_a_worker_survives_its_connections_being_killed(admin: PgqrsAdmin, start_worker) -> None:
@@ -254,7 +180,7 @@ def test_a_worker_survives_its_connections_being_killed(admin: PgqrsAdmin, start
     progress = 100
     for _ in range(3):
         wait_until(lambda p=progress: Archive.objects.count() >= p, what="progress")
-        assert _terminate_other_backends() >= 2  # at least its main and LISTEN connections
+        assert terminate_other_backends() >= 2  # at least its main and LISTEN connections
         progress = Archive.objects.count() + 100
     wait_until(lambda: Archive.objects.count() == 1200, timeout=180, what="every message")
     assert worker.stop() == 0
@@ -271,6 +197,7 @@ def test_a_worker_survives_its_connections_being_killed(admin: PgqrsAdmin, start
 # -- acceptance 6: failing handlers ------------------------------------------------------------
 
 
+@pytest.mark.pgbouncer
 def test_failing_handlers_retry_with_growing_delays_then_die(
     admin: PgqrsAdmin, start_worker
 ) -> None:
@@ -323,6 +250,7 @@ def test_notify_wakes_an_idle_worker_long_before_its_poll(admin: PgqrsAdmin, sta
     # The next poll is 30 s after start; the job ran well within 20 s of the enqueue.
     assert time.monotonic() - started < 20
     assert worker.stop() == 0
+    assert "LISTEN does not work" not in worker.log()  # the probe came back
 
 
 def test_a_delayed_message_runs_when_due_without_polling(admin: PgqrsAdmin, start_worker) -> None:
@@ -336,6 +264,7 @@ def test_a_delayed_message_runs_when_due_without_polling(admin: PgqrsAdmin, star
     assert worker.stop() == 0
 
 
+@pytest.mark.pgbouncer
 def test_no_listen_polls_without_a_listen_connection(admin: PgqrsAdmin, start_worker) -> None:
     admin.create_queue("work")
     worker = start_worker("--queue", "work", "--no-listen", "--poll-interval", "0.2")
@@ -350,6 +279,7 @@ def test_no_listen_polls_without_a_listen_connection(admin: PgqrsAdmin, start_wo
 # -- operator requests --------------------------------------------------------------------
 
 
+@pytest.mark.pgbouncer
 def test_suspend_resume_and_shutdown_from_the_admin_api(admin: PgqrsAdmin, start_worker) -> None:
     admin.create_queue("work")
     worker = start_worker("--queue", "work", "--poll-interval", "0.2")

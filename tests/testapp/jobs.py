@@ -68,3 +68,14 @@ def record(message: Message) -> str:
 
 def trivial(message: Message) -> None:
     """Not registered: does nothing (throughput benchmarks)."""
+
+
+@pgqrs_django.handler("chaos")
+def chaos(message: Message) -> None:
+    """Records the lease it runs under (tests/test_chaos.py)."""
+    Execution.objects.create(
+        msg_id=message.id,
+        pid=os.getpid(),
+        read_ct=message.read_ct,
+        worker_id=message.consumer_id,
+    )

@@ -18,6 +18,10 @@ class Execution(models.Model):
     msg_id = models.BigIntegerField(db_index=True)
     pid = models.IntegerField()
     created_at = models.DateTimeField(auto_now_add=True)
+    # The lease it ran under: the message's read_ct and the worker that claimed it (the chaos
+    # test accounts every duplicate execution to a killed worker's lease).
+    read_ct = models.IntegerField(default=0)
+    worker_id = models.BigIntegerField(null=True)
 
     def __str__(self) -> str:
         return f"execution of {self.msg_id} in {self.pid}"
