@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync
+from django.conf import settings
 from django.contrib import admin as django_admin
 from django.contrib.auth.models import Permission, User
 from django.db.models import F
@@ -432,9 +433,9 @@ def test_dashboard_shows_counts_chart_and_workers(
 
 
 def test_dashboard_refresh_interval_comes_from_settings(admin_client: Client) -> None:
-    with override_settings(PGQRS={"ADMIN_REFRESH_INTERVAL": 2.5}):
+    with override_settings(PGQRS={**settings.PGQRS, "ADMIN_REFRESH_INTERVAL": 2.5}):
         assert 'data-refresh-ms="2500"' in admin_client.get(changelist(Dashboard)).content.decode()
-    with override_settings(PGQRS={"ADMIN_REFRESH_INTERVAL": None}):
+    with override_settings(PGQRS={**settings.PGQRS, "ADMIN_REFRESH_INTERVAL": None}):
         page = admin_client.get(changelist(Dashboard)).content.decode()
     assert 'data-refresh-ms=""' in page and "Automatic reload is off" in page
 

@@ -18,7 +18,7 @@ from django.db import transaction
 from django.test import override_settings
 from django.utils import timezone
 
-from pgqrs_django import Consumer, PgqrsAdmin, Producer, registry
+from pgqrs_django import Consumer, PgqrsAdmin, Producer, conf, registry
 from pgqrs_django.exceptions import PayloadNotSerializable, PgqrsError
 from pgqrs_django.models import Archive, Message
 from pgqrs_django.tasks import (
@@ -266,7 +266,9 @@ def test_the_worker_runs_tasks_in_priority_order(queues: None) -> None:
 
 
 @pytest.mark.django_db(transaction=True)
-@override_settings(PGQRS={"RETRY_BACKOFF_BASE": 3600.0})  # the retry stays out of this burst
+@override_settings(
+    PGQRS={**settings.PGQRS, "RETRY_BACKOFF_BASE": 3600.0}
+)  # the retry stays out of this burst
 def test_a_failure_with_attempts_left_is_ready_again_with_its_error(db: None) -> None:
     PgqrsAdmin().create_queue("default", max_attempts=3)
     result = tasks.fail.enqueue("flaky")
@@ -345,7 +347,7 @@ def test_enqueue_on_commit_inserts_the_message_when_the_transaction_commits(
 ) -> None:
     with override_settings(TASKS=ON_COMMIT):
         assert task_backends["default"].enqueue_on_commit
-        with transaction.atomic():
+        with transaction.atomic(using=conf.database()):
             result = tasks.add.enqueue(1, 2)
             assert result.id.isdigit() and result.enqueued_at is None
             assert not Message.objects.filter(pk=result.id).exists()  # not even for us
@@ -357,14 +359,14 @@ def test_enqueue_on_commit_inserts_the_message_when_the_transaction_commits(
         message = Message.objects.get(pk=result.id)
         assert (message.priority, message.queue.name) == (0, "default")
 
-        with transaction.atomic():
+        with transaction.atomic(using=conf.database()):
             dropped = tasks.add.enqueue(3, 4)
-            transaction.set_rollback(True)
+            transaction.set_rollback(True, using=conf.database())
         with pytest.raises(TaskResultDoesNotExist):
             default_task_backend.get_result(dropped.id)
 
         later = timezone.now() + dt.timedelta(hours=1)
-        with transaction.atomic():
+        with transaction.atomic(using=conf.database()):
             deferred = tasks.shout.using(run_after=later).enqueue("x")
         assert Message.objects.get(pk=deferred.id).vt == later
         # Outside a transaction there is nothing to wait for.
@@ -379,16 +381,16 @@ def test_without_enqueue_on_commit_the_message_is_written_inside_the_transaction
     queues: None,
 ) -> None:
     assert not task_backends["default"].enqueue_on_commit
-    with transaction.atomic():
+    with transaction.atomic(using=conf.database()):
         result = tasks.add.enqueue(1, 2)
         # Written at once in our transaction, invisible to others until it commits.
         assert Message.objects.filter(pk=result.id).exists()
         assert default_task_backend.get_result(result.id).status == TaskResultStatus.READY
         assert not seen_by_another_connection(int(result.id))
     assert seen_by_another_connection(int(result.id))
-    with transaction.atomic():
+    with transaction.atomic(using=conf.database()):
         dropped = tasks.add.enqueue(3, 4)
-        transaction.set_rollback(True)
+        transaction.set_rollback(True, using=conf.database())
     with pytest.raises(TaskResultDoesNotExist):
         default_task_backend.get_result(dropped.id)
 
