@@ -41,6 +41,7 @@ from django.utils import formats, timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.text import capfirst
+from django.utils.translation import gettext
 
 from . import conf
 from .admin_api import PgqrsAdmin, Throughput
@@ -170,6 +171,16 @@ class ApiOnlyAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return obj is None and super().has_change_permission(request)
+
+    def action_checkbox(self, obj: Any) -> SafeString:
+        """The row's checkbox as Django draws it, without rendering a widget template per
+        row (a quarter of a list page's rendering time)."""
+        return format_html(
+            '<input type="checkbox" name="{}" value="{}" class="action-select" aria-label="{}">',
+            ACTION_CHECKBOX_NAME,
+            obj.pk,
+            format_html(gettext("Select this object for an action - {}"), str(obj)),
+        )
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         return [*self.fields_shown, *self.readonly_fields]
