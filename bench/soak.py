@@ -119,7 +119,7 @@ def soak(args: argparse.Namespace) -> int:
             "4",
             "--batch-size",
             "50",
-        )  # fmt: skip
+        )
         for _ in range(args.workers)
     ]
     wait_for_workers(args.workers)
