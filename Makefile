@@ -11,6 +11,7 @@ PY312 := $(shell pyenv prefix 3.12 2>/dev/null)
 
 .PHONY: help venv test pytest lint format demo serve tox clean pgbouncer test-pgbouncer docs soak \
 	bench bench-quick
+.PHONY: browser test-browser screenshots
 
 help:
 	@echo "make demo   - run the queue demo (embedded PostgreSQL unless DATABASE_URL is set)"
@@ -21,6 +22,7 @@ help:
 	@echo "make test-pgbouncer - the API, CLI and worker tests through PgBouncer (transaction pooling)"
 	@echo "make soak   - producers and workers for SOAK_MINUTES (default 5): throughput, dead tuples, table size"
 	@echo "make bench  - the benchmark against the peers (docs/benchmarks.md); make bench-quick for CI"
+	@echo "make test-browser - the admin end-to-end in headless Chromium (installs it if missing)"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +52,21 @@ pgbouncer:
 
 test-pgbouncer: $(STAMP) pgbouncer
 	PGQRS_TEST_PGBOUNCER=1 $(BIN)/pytest -m pgbouncer $(PYTEST_ARGS)
+
+# Debian's chromium for the end-to-end admin tests, installed when missing (CI runs as root);
+# Playwright (a dev dependency) drives it through executable_path, downloading no browser.
+browser: $(STAMP)
+	@test -x /usr/bin/chromium || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+	@$(BIN)/python -c "import playwright" 2>/dev/null || \
+		$(BIN)/pip install --quiet --disable-pip-version-check 'playwright>=1.45'
+
+test-browser: browser
+	$(BIN)/pytest -m browser tests/e2e $(PYTEST_ARGS)
+
+# Regenerate docs/img/*.png (the admin screenshots in docs/admin.md).
+screenshots: browser
+	PGQRS_SCREENSHOTS=docs/img $(BIN)/pytest -m browser tests/e2e -k screenshots $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	cd example_project && ../$(BIN)/python manage.py demo

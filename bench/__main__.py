@@ -69,20 +69,20 @@ class Sizes:
 
 
 FULL = Sizes(
-    single=2000,
+    single=1000,
     batched=20_000,
-    backlog=50_000,
-    backlog_batch1=10_000,
+    backlog=10_000,
+    backlog_batch1=2000,
     processes=(1, 2, 4),
     batches=(1, 10, 50),
-    slow_backlog=5_000,
+    slow_backlog=1000,
     latency_samples=200,
     polling_samples=40,
     poll_interval=1.0,
     archive_small=10_000,
     archive_large=1_000_000,
     ahead=100_000,
-    scale_backlog=50_000,
+    scale_backlog=20_000,
     rss_messages=200_000,
 )
 QUICK = Sizes(
@@ -93,8 +93,8 @@ QUICK = Sizes(
     processes=(2,),
     batches=(1, 50),
     slow_backlog=100,
-    latency_samples=10,
-    polling_samples=4,
+    latency_samples=8,
+    polling_samples=3,
     poll_interval=0.2,
     archive_small=1000,
     archive_large=20_000,
@@ -254,24 +254,37 @@ class Bench:
 
     # drain -----------------------------------------------------------------------------------
 
-    def drain_pgqrs(self, system: str, processes: int, batch: int, messages: int) -> float:
+    def timed_drain(
+        self, spec: dict[str, Any], processes: int, messages: int, row: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        """Drain with ``processes`` runners; store the rate and the CPU per message (client
+        processes, server backends) in ``row`` under the system's name."""
+        elapsed, answers, server_cpu = parallel_drain(spec, processes)
+        system = spec["system"]
+        row[system] = messages / elapsed
+        client_cpu = sum(answer["cpu"] for answer in answers)
+        row[f"{system}_cpu_us"] = [client_cpu / messages * 1e6, server_cpu / messages * 1e6]
+        return answers
+
+    def drain_pgqrs(self, system: str, processes: int, batch: int, row: dict[str, Any]) -> None:
+        messages = row["messages"]
         reset_pgqrs()
         fill_pgqrs(QUEUE, messages)
         spec = {"system": system, "action": "drain", "db": self.url, "queue": QUEUE}
         spec |= {"batch": batch, "queue_id": self.queue_id}
-        elapsed, answers = parallel_drain(spec, processes)
+        answers = self.timed_drain(spec, processes, messages, row)
         handled = sum(answer["count"] for answer in answers)
         if system == "floor":
             verify_floor(messages, handled)
         else:
             verify_pgqrs(QUEUE, messages, handled)
-        return messages / elapsed
 
-    def drain_peer(self, peer: str, processes: int, batch: int, messages: int) -> float:
+    def drain_peer(self, peer: str, processes: int, batch: int, row: dict[str, Any]) -> None:
+        messages = row["messages"]
         url = self.peer_urls[peer]
         run_action({"system": peer, "action": "fill", "db": url, "messages": messages})
         spec = {"system": peer, "action": "drain", "db": url, "batch": batch}
-        elapsed, answers = parallel_drain(spec, processes)
+        answers = self.timed_drain(spec, processes, messages, row)
         handled = sum(answer["count"] for answer in answers)
         state = run_action({"system": peer, "action": "verify", "db": url})
         ok = {"pgqueuer": state.get("left") == 0}.get(peer, True)
@@ -281,7 +294,6 @@ class Bench:
             ok = state == {"SUCCESSFUL": messages}
         if not ok or handled != messages:
             raise BenchError(f"{peer}: sent {messages}, handled {handled}, state {state}")
-        return messages / elapsed
 
     def drain(self) -> None:
         s = self.sizes
@@ -293,9 +305,9 @@ class Bench:
                 row["messages"] = messages
                 # Interleaved: ours and the others one after the other on the same config.
                 for system in ("worker", "consumer", "floor"):
-                    row[system] = self.drain_pgqrs(system, processes, batch, messages)
+                    self.drain_pgqrs(system, processes, batch, row)
                 if "pgqueuer" in self.peers:
-                    row["pgqueuer"] = self.drain_peer("pgqueuer", processes, batch, messages)
+                    self.drain_peer("pgqueuer", processes, batch, row)
                 say(f"  drain {processes} x batch {batch}: {_ratios(row)}")
                 rows.append(row)
         # The peers that fetch one job at a time: 2 processes, a smaller backlog.
@@ -304,8 +316,8 @@ class Bench:
                 continue
             processes = 2 if 2 in s.processes else s.processes[0]
             row = {"processes": processes, "batch": 1, "messages": s.slow_backlog}
-            row["worker"] = self.drain_pgqrs("worker", processes, 1, s.slow_backlog)
-            row[peer] = self.drain_peer(peer, processes, concurrency, s.slow_backlog)
+            self.drain_pgqrs("worker", processes, 1, row)
+            self.drain_peer(peer, processes, concurrency, row)
             say(f"  drain {processes} x batch 1 ({peer}): {_ratios(row)}")
             rows.append(row)
         self.out["drain"] = rows
@@ -339,7 +351,7 @@ class Bench:
         fill_pgqrs(QUEUE, s.scale_backlog)
         execute("VACUUM ANALYZE pgqrs_archive")
         spec = {"system": "worker", "action": "drain", "db": self.url, "queue": QUEUE, "batch": 50}
-        elapsed, answers = parallel_drain(spec, 2)
+        elapsed, answers, _ = parallel_drain(spec, 2)
         verify_pgqrs(QUEUE, s.scale_backlog, sum(a["count"] for a in answers))
         return s.scale_backlog / elapsed
 
@@ -353,7 +365,7 @@ class Bench:
         fill_pgqrs(QUEUE, s.rss_messages)
         samples: list[float] = []
         spec = {"system": "worker", "action": "drain", "db": self.url, "queue": QUEUE, "batch": 50}
-        elapsed, answers = parallel_drain(spec, 1, rss=samples)
+        elapsed, answers, _ = parallel_drain(spec, 1, rss=samples)
         verify_pgqrs(QUEUE, s.rss_messages, answers[0]["count"])
         settled = samples[len(samples) // 10 :] or samples
         self.out["scale"] = {
@@ -422,6 +434,15 @@ def table(out: dict[str, Any]) -> str:
             )
         lines.append(cells)
     lines.append("")
+    lines.append("Drain CPU per message, microseconds: consumer processes + server backends")
+    lines.append(head.replace("  msgs", "      "))
+    for row in out.get("drain", []):
+        config = f"{row['processes']} x {row['batch']}"
+        cells = f"  {config:<13}{'':>7}{_cpu(row.get('worker_cpu_us')):>13}"
+        for system in systems:
+            cells += f"{_cpu(row.get(f'{system}_cpu_us')):>23}"
+        lines.append(cells)
+    lines.append("")
     lines.append("Latency, enqueue to handler start (idle pgqrs_worker)")
     for row in out.get("latency", []):
         lines.append(
@@ -455,6 +476,10 @@ def table(out: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _cpu(value: list[float] | None) -> str:
+    return "-" if value is None else f"{value[0]:.0f} + {value[1]:.0f}"
+
+
 def versions(peers: tuple[str, ...]) -> dict[str, str]:
     names = {"pgqueuer": "pgqueuer", "procrastinate": "procrastinate", "djtasks": "django-tasks-db"}
     out = {"python": platform.python_version()}
@@ -476,12 +501,23 @@ def main() -> int:
         choices=["enqueue", "drain", "latency", "scale"],
         help="run only these parts",
     )
+    parser.add_argument("--processes", type=int, nargs="+", help="drain with these counts")
+    parser.add_argument("--batches", type=int, nargs="+", help="drain with these batch sizes")
+    parser.add_argument("--backlog", type=int, help="drain backlog (every batch size)")
     parser.add_argument(
         "--json", type=Path, default=ROOT / "bench" / "results" / "latest.json", help="output"
     )
     args = parser.parse_args()
     sizes = QUICK if args.quick else FULL
-    peers: tuple[str, ...] = () if args.no_peers else PEERS
+    # Quick mode (CI, under 2 minutes) keeps one peer: procrastinate and django-tasks-db
+    # fetch one job at a time and take most of a quick run's time.
+    peers: tuple[str, ...] = () if args.no_peers else ("pgqueuer",) if args.quick else PEERS
+    if args.processes:
+        sizes = dataclasses.replace(sizes, processes=tuple(args.processes))
+    if args.batches:
+        sizes = dataclasses.replace(sizes, batches=tuple(args.batches))
+    if args.backlog:
+        sizes = dataclasses.replace(sizes, backlog=args.backlog, backlog_batch1=args.backlog)
     os.environ.setdefault("PGQRS_LOG_LEVEL", "WARNING")
     bench = Bench(sizes, peers)
     out = bench.out
@@ -500,7 +536,7 @@ def main() -> int:
         )
         out["versions"] = versions(peers)
         for part in args.only or ["enqueue", "drain", "latency", "scale"]:
-            say(f"== {part} (load {load()})")
+            say(f"== {part} (load {load()}, {time.monotonic() - began:.0f} s)")
             getattr(bench, part)()
     except BenchError as exc:
         print(f"bench: FAILED: {exc}", file=sys.stderr)

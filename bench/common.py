@@ -97,13 +97,65 @@ def rss_mb(pid: int) -> float | None:
     return None
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of process ``pid`` (None once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class ServerCpu:
+    """CPU time spent by the server's client backends of one database while a drain runs,
+    sampled from /proc (the server runs on this machine): every 0.05 s, each backend's CPU
+    time is read; the total is the sum of each backend's last reading minus its first."""
+
+    def __init__(self, url: str) -> None:
+        import psycopg
+
+        self.name = psycopg.conninfo.conninfo_to_dict(url)["dbname"]
+        self.conn = psycopg.connect(database_url("postgres"), autocommit=True)
+        self.first: dict[int, float] = {}
+        self.last: dict[int, float] = {}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> None:
+        rows = self.conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND backend_type = "
+            "'client backend'",
+            [self.name],
+        ).fetchall()
+        for (pid,) in rows:
+            value = cpu_seconds(pid)
+            if value is not None:
+                self.first.setdefault(pid, value)
+                self.last[pid] = value
+
+    def _run(self) -> None:
+        while not self.stop.wait(0.05):
+            self._sample()
+
+    def start(self) -> None:
+        self._sample()
+        self.thread.start()
+
+    def finish(self) -> float:
+        self.stop.set()
+        self.thread.join()
+        self.conn.close()
+        return sum(self.last[pid] - self.first[pid] for pid in self.first)
+
+
 def parallel_drain(
     spec: dict[str, Any], processes: int, timeout: float = 900, rss: list[float] | None = None
-) -> tuple[float, list[dict[str, Any]]]:
+) -> tuple[float, list[dict[str, Any]], float]:
     """Start ``processes`` drain runners, wait until each is ready (imported, connected),
     release them together and wait for all to finish. Returns (seconds from the release to
-    the last finish, each runner's answer). With ``rss``, the first runner's resident size
-    is appended to it every 0.25 s while it runs."""
+    the last finish, each runner's answer, the server's CPU seconds). With ``rss``, the
+    first runner's resident size is appended to it every 0.25 s while it runs."""
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "bench.runner", json.dumps(spec)],
@@ -123,6 +175,8 @@ def parallel_drain(
             if line.strip() != "ready":
                 _, err = proc.communicate(timeout=30)
                 raise BenchError(f"{spec['system']} runner did not start:\n{err[-3000:]}")
+        server = ServerCpu(spec["db"])
+        server.start()
         started = time.time()
         for proc in procs:
             assert proc.stdin is not None
@@ -137,13 +191,14 @@ def parallel_drain(
             if proc.returncode != 0:
                 raise BenchError(f"{spec['system']} drain failed:\n{err[-3000:]}")
             answers.append(json.loads(out.strip().splitlines()[-1]))
+        server_cpu = server.finish()
     finally:
         for proc in procs:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
     elapsed = max(answer["end"] for answer in answers) - started
-    return elapsed, answers
+    return elapsed, answers, server_cpu
 
 
 def _sample(proc: subprocess.Popen[str], out: list[float]) -> None:

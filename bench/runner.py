@@ -33,14 +33,21 @@ def count(*args: Any, **kwargs: Any) -> None:
 
 
 def finished() -> None:
-    """A drain's answer: how many messages this process handled, and when the last ran."""
-    done({"count": HANDLED, "end": LAST or time.time()})
+    """A drain's answer: how many messages this process handled, when the last ran, and the
+    CPU seconds this process used since the release."""
+    done({"count": HANDLED, "end": LAST or time.time(), "cpu": time.process_time() - CPU_AT_GO})
+
+
+#: This process's CPU time (all threads) when released.
+CPU_AT_GO = 0.0
 
 
 def wait_for_go() -> None:
+    global CPU_AT_GO
     print("ready", flush=True)
     if sys.stdin.readline().strip() != "go":
         raise SystemExit("no go")
+    CPU_AT_GO = time.process_time()
 
 
 def done(value: Any) -> None:

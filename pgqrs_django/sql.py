@@ -186,6 +186,18 @@ def insert(
     return Inserted(list(ids), list(keys or []), enqueued_at, vt)
 
 
+# A message id taken from the table's identity sequence before the row exists (the Django
+# Tasks backend hands it out as the result id and inserts the row when the transaction
+# commits). Sequences ignore rollbacks: an id reserved by a rolled-back transaction is skipped.
+RESERVE_MESSAGE_ID = "SELECT nextval(pg_get_serial_sequence('pgqrs_message', 'id'))"
+
+
+def reserve_message_id(cursor: CursorWrapper) -> int:
+    """A fresh message id, for a row inserted later with that id."""
+    cursor.execute(RESERVE_MESSAGE_ID)
+    return int(cursor.fetchone()[0])
+
+
 # The claim, in two pieces that ARCHIVE_AND_CLAIM reuses. The EXISTS is uncorrelated, so
 # PostgreSQL evaluates it once (a one-time filter): a paused queue hands out nothing without a
 # second round trip. %(skip)s: ids the claim must not take (see ARCHIVE_AND_CLAIM).

@@ -3,12 +3,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from django.db import connection
+from django.db import connection, connections
 
 from pgqrs_django import PgqrsAdmin, embedded
 from pgqrs_django.models import Message, Queue
@@ -33,6 +34,23 @@ if BOUNCER is not None:
 
         connections.close_all()
         BOUNCER.close_server_connections(connection.settings_dict["NAME"])
+
+
+def in_other_connection(work: Callable[[], Any]) -> Any:
+    """``work()`` run in a separate thread, hence on a separate database connection (it sees
+    only what is committed); returns its result."""
+    found: list[Any] = []
+
+    def run() -> None:
+        try:
+            found.append(work())
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    return found[0]
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import django
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
@@ -77,6 +78,19 @@ STATIC_URL = "/static/"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 PGQRS: dict[str, object] = {}
+
+# Django's Tasks framework: django.tasks on Django 6, the django-tasks backport on 5.2.
+TASKS_FRAMEWORK = "django.tasks" if django.VERSION >= (6, 0) else "django_tasks"
+if TASKS_FRAMEWORK == "django_tasks":
+    INSTALLED_APPS.append("django_tasks")
+TASKS = {
+    "default": {
+        "BACKEND": "pgqrs_django.tasks.PgqrsBackend",
+        "QUEUES": ["default", "tasks-other", "emails"],  # emails: docs/tasks.md
+    },
+    # Not ours: the tests check that pgqrs_worker refuses its tasks.
+    "dummy": {"BACKEND": f"{TASKS_FRAMEWORK}.backends.dummy.DummyBackend"},
+}
 
 LOGGING = {
     "version": 1,

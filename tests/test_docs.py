@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -30,12 +32,18 @@ def test_the_readme_has_its_usage_example() -> None:
     "path", [p for p in DOCS if python_blocks(p)], ids=lambda p: str(p.relative_to(ROOT))
 )
 def test_code_examples_run(path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    namespace: dict[str, object] = {"__name__": f"docs_{path.stem}"}
-    for number, block in enumerate(python_blocks(path), 1):
-        try:
-            exec(compile(block, f"{path.name} block {number}", "exec"), namespace)
-        except Exception as exc:
-            pytest.fail(f"{path.name} block {number} failed: {exc!r}\n{block}")
+    # The blocks run as the module docs_<page>, importable while they run, as an
+    # application's module is (the worker imports Django tasks by dotted path).
+    module = types.ModuleType(f"docs_{path.stem}")
+    sys.modules[module.__name__] = module
+    try:
+        for number, block in enumerate(python_blocks(path), 1):
+            try:
+                exec(compile(block, f"{path.name} block {number}", "exec"), module.__dict__)
+            except Exception as exc:
+                pytest.fail(f"{path.name} block {number} failed: {exc!r}\n{block}")
+    finally:
+        del sys.modules[module.__name__]
 
 
 @pytest.mark.django_db

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
-from django.db import connections, transaction
+from django.db import transaction
 
 from pgqrs_django import Consumer, PgqrsAdmin, Producer
 from pgqrs_django.models import Message
+from tests.conftest import in_other_connection
 from tests.testapp.models import Order
 
 pytestmark = pytest.mark.pgbouncer
@@ -16,19 +15,8 @@ pytestmark = pytest.mark.pgbouncer
 
 def _dequeue_in_other_connection(queue: str) -> int | None:
     """Claim from a separate thread, hence a separate database connection."""
-    found: list[int | None] = []
-
-    def run() -> None:
-        try:
-            msg = Consumer(queue).dequeue()
-            found.append(msg.id if msg else None)
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join()
-    return found[0]
+    msg = in_other_connection(Consumer(queue).dequeue)
+    return msg.id if msg else None
 
 
 @pytest.mark.django_db(transaction=True)
