@@ -251,13 +251,9 @@ class QueueAdmin(ApiOnlyAdmin):
     search_fields = ("name",)
     list_select_related = ("dead_letter_queue",)
     ordering = ("name",)
-    actions = ("pause", "resume", "purge", "delete_queues")
-
-    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
-        found = super().get_actions(request)
-        # The default would delete with the ORM after listing every related row.
-        found.pop("delete_selected", None)
-        return found
+    # delete_selected replaces Django's stock action of that name, which would delete with
+    # the ORM after listing every related row (each message of the queue).
+    actions = ("pause", "resume", "purge", "delete_selected")
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # Deleting a queue takes its messages along: only through the confirmed action.
@@ -304,7 +300,9 @@ class QueueAdmin(ApiOnlyAdmin):
         )
 
     @admin.action(description="Delete selected queues…", permissions=["delete"])
-    def delete_queues(self, request: HttpRequest, queryset: QuerySet[Queue]) -> HttpResponse | None:
+    def delete_selected(
+        self, request: HttpRequest, queryset: QuerySet[Queue]
+    ) -> HttpResponse | None:
         def run(rows: QuerySet[Queue]) -> None:
             names = list(rows.values_list("name", flat=True))
             for name in names:
@@ -315,7 +313,7 @@ class QueueAdmin(ApiOnlyAdmin):
             self,
             request,
             queryset,
-            action="delete_queues",
+            action="delete_selected",
             title="Delete queues",
             consequence="These queues will be deleted with all their active and archived messages.",
             run=run,
@@ -709,11 +707,8 @@ class DashboardAdmin(admin.ModelAdmin):
         hour = operator.throughput(window=3600, buckets=60)
         day = operator.throughput(window=86400, buckets=96)
         stale = {w.pk for w in operator.stale_workers()}
-        workers = (
-            Worker.objects.running()
-            .prefetch_related("queues")
-            .annotate(heartbeat_seconds=heartbeat_age_expression())[:200]
-        )
+        workers = operator.list_workers(running_only=True)
+        now = timezone.now()
         refresh = conf.get("ADMIN_REFRESH_INTERVAL")
         context = {
             **self.admin_site.each_context(request),
@@ -732,7 +727,7 @@ class DashboardAdmin(admin.ModelAdmin):
                 {
                     "worker": w,
                     "queues": ", ".join(sorted(q.name for q in w.queues.all())),
-                    "age": _age(w),
+                    "age": format_seconds((now - w.heartbeat_at).total_seconds()),
                     "stale": w.pk in stale,
                 }
                 for w in workers
