@@ -9,8 +9,9 @@ STAMP := $(VENV)/.installed-dev
 MYPY_DB := $(if $(DATABASE_URL),$(DATABASE_URL),postgresql://localhost/mypy)
 PY312 := $(shell pyenv prefix 3.12 2>/dev/null)
 
-.PHONY: help venv test pytest lint format demo serve tox clean pgbouncer test-pgbouncer docs \
+.PHONY: help venv test pytest lint format demo serve tox clean pgbouncer test-pgbouncer docs soak \
 	bench bench-quick
+.PHONY: browser test-browser screenshots
 
 help:
 	@echo "make demo   - run the queue demo (embedded PostgreSQL unless DATABASE_URL is set)"
@@ -19,7 +20,9 @@ help:
 	@echo "make tox    - run the suite on Django 5.2 (py3.11) and Django 6.1 (py3.12)"
 	@echo "make docs   - build the documentation (mkdocs, strict) into site/"
 	@echo "make test-pgbouncer - the API, CLI and worker tests through PgBouncer (transaction pooling)"
+	@echo "make soak   - producers and workers for SOAK_MINUTES (default 5): throughput, dead tuples, table size"
 	@echo "make bench  - the benchmark against the peers (docs/benchmarks.md); make bench-quick for CI"
+	@echo "make test-browser - the admin end-to-end in headless Chromium (installs it if missing)"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +52,21 @@ pgbouncer:
 
 test-pgbouncer: $(STAMP) pgbouncer
 	PGQRS_TEST_PGBOUNCER=1 $(BIN)/pytest -m pgbouncer $(PYTEST_ARGS)
+
+# Debian's chromium for the end-to-end admin tests, installed when missing (CI runs as root);
+# Playwright (a dev dependency) drives it through executable_path, downloading no browser.
+browser: $(STAMP)
+	@test -x /usr/bin/chromium || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+	@$(BIN)/python -c "import playwright" 2>/dev/null || \
+		$(BIN)/pip install --quiet --disable-pip-version-check 'playwright>=1.45'
+
+test-browser: browser
+	$(BIN)/pytest -m browser tests/e2e $(PYTEST_ARGS)
+
+# Regenerate docs/img/*.png (the admin screenshots in docs/admin.md).
+screenshots: browser
+	PGQRS_SCREENSHOTS=docs/img $(BIN)/pytest -m browser tests/e2e -k screenshots $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	cd example_project && ../$(BIN)/python manage.py demo
@@ -85,3 +103,9 @@ bench-quick: $(BENCH_STAMP)
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) .tox .mypy_cache .ruff_cache .pytest_cache example_project/.pgdata
+
+# Not in CI: producers and workers for SOAK_MINUTES on a private PostgreSQL (autovacuum on),
+# reporting throughput, dead tuples and the size of pgqrs_message (docs/operations.md).
+SOAK_MINUTES ?= 5
+soak: $(STAMP)
+	$(BIN)/python -m bench.soak --minutes $(SOAK_MINUTES) $(SOAK_ARGS)

@@ -2,7 +2,7 @@
 // (then at the next time it becomes visible).
 (function () {
   "use strict";
-  var root = document.getElementById("pgqrs-dashboard");
+  var root = document.getElementById("pgqrs-monitor");
   var interval = root ? parseInt(root.getAttribute("data-refresh-ms"), 10) : NaN;
   if (!(interval > 0)) {
     return;
