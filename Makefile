@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-dev
 MYPY_DB := $(if $(DATABASE_URL),$(DATABASE_URL),postgresql://localhost/mypy)
 PY312 := $(shell pyenv prefix 3.12 2>/dev/null)
 
-.PHONY: help venv test pytest lint format demo serve tox clean pgbouncer test-pgbouncer docs \
+.PHONY: help venv test pytest lint format demo serve tox clean pgbouncer test-pgbouncer docs soak \
 	bench bench-quick
 .PHONY: browser test-browser screenshots
 
@@ -20,7 +20,11 @@ help:
 	@echo "make tox    - run the suite on Django 5.2 (py3.11) and Django 6.1 (py3.12)"
 	@echo "make docs   - build the documentation (mkdocs, strict) into site/"
 	@echo "make test-pgbouncer - the API, CLI and worker tests through PgBouncer (transaction pooling)"
+<<<<<<< HEAD
 	@echo "make test-queue-db - the whole suite with the pgqrs tables on a second database"
+=======
+	@echo "make soak   - producers and workers for SOAK_MINUTES (default 5): throughput, dead tuples, table size"
+>>>>>>> main
 	@echo "make bench  - the benchmark against the peers (docs/benchmarks.md); make bench-quick for CI"
 	@echo "make test-browser - the admin end-to-end in headless Chromium (installs it if missing)"
 
@@ -108,3 +112,9 @@ bench-quick: $(BENCH_STAMP)
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) .tox .mypy_cache .ruff_cache .pytest_cache example_project/.pgdata
+
+# Not in CI: producers and workers for SOAK_MINUTES on a private PostgreSQL (autovacuum on),
+# reporting throughput, dead tuples and the size of pgqrs_message (docs/operations.md).
+SOAK_MINUTES ?= 5
+soak: $(STAMP)
+	$(BIN)/python -m bench.soak --minutes $(SOAK_MINUTES) $(SOAK_ARGS)

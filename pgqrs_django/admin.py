@@ -41,6 +41,7 @@ from django.utils import formats, timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.text import capfirst
+from django.utils.translation import gettext
 
 from . import conf
 from .admin_api import PgqrsAdmin, Throughput
@@ -171,6 +172,16 @@ class ApiOnlyAdmin(admin.ModelAdmin):
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return obj is None and super().has_change_permission(request)
 
+    def action_checkbox(self, obj: Any) -> SafeString:
+        """The row's checkbox as Django draws it, without rendering a widget template per
+        row (a quarter of a list page's rendering time)."""
+        return format_html(
+            '<input type="checkbox" name="{}" value="{}" class="action-select" aria-label="{}">',
+            ACTION_CHECKBOX_NAME,
+            obj.pk,
+            format_html(gettext("Select this object for an action - {}"), str(obj)),
+        )
+
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         return [*self.fields_shown, *self.readonly_fields]
 
@@ -240,13 +251,9 @@ class QueueAdmin(ApiOnlyAdmin):
     search_fields = ("name",)
     list_select_related = ("dead_letter_queue",)
     ordering = ("name",)
-    actions = ("pause", "resume", "purge", "delete_queues")
-
-    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
-        found = super().get_actions(request)
-        # The default would delete with the ORM after listing every related row.
-        found.pop("delete_selected", None)
-        return found
+    # delete_selected replaces Django's stock action of that name, which would delete with
+    # the ORM after listing every related row (each message of the queue).
+    actions = ("pause", "resume", "purge", "delete_selected")
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # Deleting a queue takes its messages along: only through the confirmed action.
@@ -293,7 +300,9 @@ class QueueAdmin(ApiOnlyAdmin):
         )
 
     @admin.action(description="Delete selected queues…", permissions=["delete"])
-    def delete_queues(self, request: HttpRequest, queryset: QuerySet[Queue]) -> HttpResponse | None:
+    def delete_selected(
+        self, request: HttpRequest, queryset: QuerySet[Queue]
+    ) -> HttpResponse | None:
         def run(rows: QuerySet[Queue]) -> None:
             names = list(rows.values_list("name", flat=True))
             for name in names:
@@ -304,7 +313,7 @@ class QueueAdmin(ApiOnlyAdmin):
             self,
             request,
             queryset,
-            action="delete_queues",
+            action="delete_selected",
             title="Delete queues",
             consequence="These queues will be deleted with all their active and archived messages.",
             run=run,
@@ -698,11 +707,8 @@ class DashboardAdmin(admin.ModelAdmin):
         hour = operator.throughput(window=3600, buckets=60)
         day = operator.throughput(window=86400, buckets=96)
         stale = {w.pk for w in operator.stale_workers()}
-        workers = (
-            Worker.objects.running()
-            .prefetch_related("queues")
-            .annotate(heartbeat_seconds=heartbeat_age_expression())[:200]
-        )
+        workers = operator.list_workers(running_only=True)
+        now = timezone.now()
         refresh = conf.get("ADMIN_REFRESH_INTERVAL")
         context = {
             **self.admin_site.each_context(request),
@@ -721,7 +727,7 @@ class DashboardAdmin(admin.ModelAdmin):
                 {
                     "worker": w,
                     "queues": ", ".join(sorted(q.name for q in w.queues.all())),
-                    "age": _age(w),
+                    "age": format_seconds((now - w.heartbeat_at).total_seconds()),
                     "stale": w.pk in stale,
                 }
                 for w in workers

@@ -49,3 +49,28 @@ def test_demo_accounts_for_every_job_and_runs_again(scratch_database: str) -> No
     with psycopg.connect(scratch_database) as conn:
         customers = conn.execute("SELECT count(*) FROM shop_customer").fetchone()
     assert customers == (3,)  # the rolled-back signup left no customer
+    # The project's admin (`make serve`) has the pgqrs pages, open to the demo superuser.
+    pages = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", ADMIN_PAGES],
+        cwd=ROOT / "example_project",
+        env={**env, "DJANGO_ALLOWED_HOSTS": "testserver"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert pages.returncode == 0, pages.stdout + pages.stderr
+    # The last line: Django 5.2's shell may first say what it imported automatically.
+    last = pages.stdout.strip().splitlines()[-1]
+    assert last.split() == ["200", "200", "200", "emails", "images", "reports"]
+
+
+ADMIN_PAGES = """
+from django.test import Client
+client = Client()
+assert client.login(username="admin", password="admin")
+dashboard = client.get("/admin/pgqrs/dashboard/")
+import re
+print(dashboard.status_code, client.get("/admin/pgqrs/archive/?outcome__exact=dead").status_code,
+      client.get("/admin/pgqrs/message/").status_code,
+      *re.findall(r'<tr data-queue="([^"]+)"', dashboard.content.decode()))
+"""
