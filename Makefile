@@ -20,11 +20,8 @@ help:
 	@echo "make tox    - run the suite on Django 5.2 (py3.11) and Django 6.1 (py3.12)"
 	@echo "make docs   - build the documentation (mkdocs, strict) into site/"
 	@echo "make test-pgbouncer - the API, CLI and worker tests through PgBouncer (transaction pooling)"
-<<<<<<< HEAD
 	@echo "make test-queue-db - the whole suite with the pgqrs tables on a second database"
-=======
 	@echo "make soak   - producers and workers for SOAK_MINUTES (default 5): throughput, dead tuples, table size"
->>>>>>> main
 	@echo "make bench  - the benchmark against the peers (docs/benchmarks.md); make bench-quick for CI"
 	@echo "make test-browser - the admin end-to-end in headless Chromium (installs it if missing)"
 

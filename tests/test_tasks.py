@@ -279,7 +279,8 @@ def test_the_worker_runs_tasks_in_priority_order(queues: None) -> None:
 
 
 @pytest.mark.django_db(transaction=True)
-@override_settings(PGQRS={"RETRY_BACKOFF_BASE": 3600.0})  # the retry stays out of this burst
+# The retry stays out of this burst.
+@override_settings(PGQRS={**settings.PGQRS, "RETRY_BACKOFF_BASE": 3600.0})
 def test_a_failure_with_attempts_left_is_ready_again_with_its_error(db: None) -> None:
     PgqrsAdmin().create_queue("default", max_attempts=3)
     result = tasks.fail.enqueue("flaky")
@@ -372,7 +373,7 @@ def test_enqueue_on_commit_inserts_the_message_when_the_transaction_commits(
 
         with transaction.atomic(using=conf.database()):
             dropped = tasks.add.enqueue(3, 4)
-            transaction.set_rollback(True)
+            transaction.set_rollback(True, using=conf.database())
         with pytest.raises(TaskResultDoesNotExist):
             default_task_backend.get_result(dropped.id)
 
@@ -401,7 +402,7 @@ def test_without_enqueue_on_commit_the_message_is_written_inside_the_transaction
     assert seen_by_another_connection(int(result.id))
     with transaction.atomic(using=conf.database()):
         dropped = tasks.add.enqueue(3, 4)
-        transaction.set_rollback(True)
+        transaction.set_rollback(True, using=conf.database())
     with pytest.raises(TaskResultDoesNotExist):
         default_task_backend.get_result(dropped.id)
 
