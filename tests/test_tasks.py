@@ -1,7 +1,8 @@
 """The Django Tasks backend (``pgqrs_django.tasks.PgqrsBackend``) against the contract
 Django's documentation gives a backend: validation, enqueue, results, async, defer,
 priority, errors, plus ``ENQUEUE_ON_COMMIT``. The same tests run on Django 5.2 with the
-django-tasks backport and on Django 6.1 with ``django.tasks`` (tox).
+django-tasks backport and on Django 6.1 with ``django.tasks`` (tox). Transactions are
+opened on the pgqrs database (``PGQRS["DATABASE"]``), the one the enqueue writes to.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from django.db import transaction
 from django.test import override_settings
 from django.utils import timezone
 
-from pgqrs_django import Consumer, PgqrsAdmin, Producer, registry
-from pgqrs_django.exceptions import PayloadNotSerializable, PgqrsError
+from pgqrs_django import Consumer, PgqrsAdmin, Producer, conf, registry
+from pgqrs_django.exceptions import InvalidInput, PayloadNotSerializable, PgqrsError
 from pgqrs_django.models import Archive, Message
 from pgqrs_django.tasks import (
     InvalidTask,
@@ -30,7 +31,10 @@ from pgqrs_django.tasks import (
     TaskResultStatus,
     framework,
     run_task,
+    task_enqueued,
     task_error,
+    task_finished,
+    task_started,
 )
 from pgqrs_django.worker import WorkerOptions, WorkerRuntime
 from tests.conftest import in_other_connection
@@ -95,6 +99,15 @@ def test_the_backend_runs_on_the_framework_of_this_django_version() -> None:
 def test_a_broken_configuration_is_refused(params: dict[str, Any], message: str) -> None:
     with pytest.raises(ImproperlyConfigured, match=message):
         PgqrsBackend("broken", {"BACKEND": "pgqrs_django.tasks.PgqrsBackend", **params})
+
+
+def test_a_task_queue_cannot_also_have_a_handler() -> None:
+    registry.register("tasks-conflict", module_level)
+    try:
+        with pytest.raises(InvalidInput, match=r"already has the handler .*run_task"):
+            PgqrsBackend("conflict", {"QUEUES": ["tasks-conflict"]})
+    finally:
+        registry.unregister("tasks-conflict")
 
 
 def test_validate_task_refuses_what_the_framework_forbids() -> None:
@@ -345,7 +358,7 @@ def test_enqueue_on_commit_inserts_the_message_when_the_transaction_commits(
 ) -> None:
     with override_settings(TASKS=ON_COMMIT):
         assert task_backends["default"].enqueue_on_commit
-        with transaction.atomic():
+        with transaction.atomic(using=conf.database()):
             result = tasks.add.enqueue(1, 2)
             assert result.id.isdigit() and result.enqueued_at is None
             assert not Message.objects.filter(pk=result.id).exists()  # not even for us
@@ -357,14 +370,14 @@ def test_enqueue_on_commit_inserts_the_message_when_the_transaction_commits(
         message = Message.objects.get(pk=result.id)
         assert (message.priority, message.queue.name) == (0, "default")
 
-        with transaction.atomic():
+        with transaction.atomic(using=conf.database()):
             dropped = tasks.add.enqueue(3, 4)
             transaction.set_rollback(True)
         with pytest.raises(TaskResultDoesNotExist):
             default_task_backend.get_result(dropped.id)
 
         later = timezone.now() + dt.timedelta(hours=1)
-        with transaction.atomic():
+        with transaction.atomic(using=conf.database()):
             deferred = tasks.shout.using(run_after=later).enqueue("x")
         assert Message.objects.get(pk=deferred.id).vt == later
         # Outside a transaction there is nothing to wait for.
@@ -379,14 +392,14 @@ def test_without_enqueue_on_commit_the_message_is_written_inside_the_transaction
     queues: None,
 ) -> None:
     assert not task_backends["default"].enqueue_on_commit
-    with transaction.atomic():
+    with transaction.atomic(using=conf.database()):
         result = tasks.add.enqueue(1, 2)
         # Written at once in our transaction, invisible to others until it commits.
         assert Message.objects.filter(pk=result.id).exists()
         assert default_task_backend.get_result(result.id).status == TaskResultStatus.READY
         assert not seen_by_another_connection(int(result.id))
     assert seen_by_another_connection(int(result.id))
-    with transaction.atomic():
+    with transaction.atomic(using=conf.database()):
         dropped = tasks.add.enqueue(3, 4)
         transaction.set_rollback(True)
     with pytest.raises(TaskResultDoesNotExist):
@@ -398,3 +411,31 @@ def test_a_task_payload_runs_in_process_too(queues: None) -> None:
     tasks.add.enqueue(20, 22)
     message = Consumer("default").dequeue()
     assert message is not None and run_task(message) == 42
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_frameworks_signals_are_sent(queues: None) -> None:
+    names = {task_enqueued: "enqueued", task_started: "started", task_finished: "finished"}
+    sent: list[tuple[str, str, str]] = []
+
+    def receiver(signal: Any, sender: type, task_result: Any, **kwargs: Any) -> None:
+        sent.append((names[signal], task_result.id, str(task_result.status)))
+
+    for signal in names:
+        signal.connect(receiver)
+    try:
+        with transaction.atomic(using=conf.database()):
+            ok = tasks.add.enqueue(1, 2)
+            bad = tasks.fail.enqueue("signal")
+            assert sent == []  # task_enqueued waits for the commit
+        assert sent == [("enqueued", ok.id, "READY"), ("enqueued", bad.id, "READY")]
+        burst("default", concurrency=1, batch_size=1)
+    finally:
+        for signal in names:
+            signal.disconnect(receiver)
+    assert sent[2:] == [
+        ("started", ok.id, "RUNNING"),
+        ("finished", ok.id, "SUCCESSFUL"),
+        ("started", bad.id, "RUNNING"),
+        ("finished", bad.id, "FAILED"),
+    ]
