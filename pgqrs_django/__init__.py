@@ -15,14 +15,16 @@ if TYPE_CHECKING:
     from .consumer import Consumer
     from .producer import Producer
     from .registry import handler
+    from .scheduling import periodic
 
-__all__ = ["Consumer", "PgqrsAdmin", "Producer", "__version__", "handler"]
+__all__ = ["Consumer", "PgqrsAdmin", "Producer", "__version__", "handler", "periodic"]
 
 _LAZY = {
     "Producer": "pgqrs_django.producer",
     "Consumer": "pgqrs_django.consumer",
     "PgqrsAdmin": "pgqrs_django.admin_api",
     "handler": "pgqrs_django.registry",
+    "periodic": "pgqrs_django.scheduling",
 }
 
 

@@ -325,3 +325,23 @@ class Dashboard(models.Model):
 
     def __str__(self) -> str:
         return "dashboard"
+
+
+class Schedule(AsDictMixin, models.Model):
+    """Where a periodic job stands: the last cron tick enqueued for it.
+
+    Workers advance ``last_tick`` with one compare-and-set UPDATE, in the transaction of the
+    enqueue, so each tick is enqueued once however many workers run (see scheduling.py)."""
+
+    name = models.CharField(max_length=200, unique=True)
+    cron = models.CharField(max_length=200)
+    queue_name = models.CharField(max_length=QUEUE_NAME_MAX_LENGTH)
+    last_tick = models.DateTimeField(help_text="The latest tick enqueued (or skipped as past).")
+    last_message_id = models.BigIntegerField(null=True, blank=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.cron} -> {self.queue_name})"

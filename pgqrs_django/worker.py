@@ -48,8 +48,9 @@ from django.db import Error as DjangoDatabaseError
 from django.db import InterfaceError, OperationalError, connections
 from django.db.models import DurationField, ExpressionWrapper, Min
 from django.db.models.functions import Now
+from django.utils import timezone
 
-from . import conf, registry
+from . import conf, registry, scheduling
 from .admin_api import PgqrsAdmin
 from .consumer import Consumer
 from .exceptions import InvalidInput, PayloadError, WorkerNotFound
@@ -100,6 +101,8 @@ class WorkerOptions:
     using: str | None = None
     #: The worker's claims and acknowledgements do not wait for the WAL flush.
     async_commit: bool = False
+    #: Enqueue the registered periodic jobs (@pgqrs_django.periodic) at their ticks.
+    periodic: bool = True
 
 
 class _ServedQueue:
@@ -462,6 +465,7 @@ class WorkerRuntime:
         self._next_heartbeat = self._next_status = self._next_poll = 0.0
         self._next_reclaim = self._next_extend = 0.0
         self._listener: Listener | None = None
+        self._scheduler: scheduling.Scheduler | None = None
         self._session: Any = None
         self._runner = _Runner(
             self.concurrency,
@@ -482,6 +486,16 @@ class WorkerRuntime:
             return
         handlers = registry.resolve(self.options.queues, self.options.handlers)
         rows = [resolve(name, self.using) for name in handlers]
+        # After resolve(): --handler modules register their schedules. A worker enqueues the
+        # schedules of the queues it serves.
+        schedules = {
+            name: job
+            for name, job in scheduling.registered().items()
+            if self.options.periodic and job.queue in handlers
+        }
+        if schedules:
+            self._scheduler = scheduling.Scheduler(schedules, self.using)
+            self._scheduler.register(timezone.now())
         name = self.options.name
         if name is not None:
             self._take_over_name(name)
@@ -564,6 +578,7 @@ class WorkerRuntime:
             self._settle_failures()
             self._release_dropped()
             self._control(now)
+            self._run_schedules()
             self._extend(now)
             self._claim(now)
             self._flush(now)
@@ -1035,6 +1050,15 @@ class WorkerRuntime:
         if row.shutdown_requested:
             self._begin_stop("shutdown requested by an operator", time.monotonic())
 
+    def _run_schedules(self) -> None:
+        """Enqueue the periodic jobs whose tick has come (each once, whatever the number
+        of workers: see scheduling.py)."""
+        if self._scheduler is None or self._stopping or self._suspended or not self._db_ok():
+            return
+        wall = timezone.now()
+        if self._scheduler.seconds_until_due(wall) == 0:
+            self._db("enqueueing periodic jobs", self._scheduler.run_due, wall)
+
     # -- stopping ------------------------------------------------------------------------
 
     def _begin_stop(self, reason: str, now: float) -> None:
@@ -1088,6 +1112,10 @@ class WorkerRuntime:
         deadlines = [self._next_heartbeat, self._next_status, self._next_reclaim]
         if not self._stopping:
             deadlines.append(self._next_poll)
+            if self._scheduler is not None and not self._suspended:
+                until = self._scheduler.seconds_until_due(timezone.now())
+                if until is not None:
+                    deadlines.append(now + until)
             if self._next_due is not None:
                 deadlines.append(self._next_due)
         if self._held:

@@ -173,6 +173,12 @@ class Command(BaseCommand):
             "faster; after a PostgreSQL crash the last acknowledged jobs may run again",
         )
         parser.add_argument(
+            "--no-periodic",
+            dest="periodic",
+            action="store_false",
+            help="do not enqueue the periodic jobs (@pgqrs_django.periodic schedules)",
+        )
+        parser.add_argument(
             "--name", type=worker_name, default=None, help="worker name (default host-pid-random)"
         )
         parser.add_argument(
@@ -196,6 +202,7 @@ class Command(BaseCommand):
                     grace=options["grace"],
                     name=options["name"],
                     async_commit=options["async_commit"],
+                    periodic=options["periodic"],
                 )
             )
             runtime.prepare()
