@@ -6,6 +6,7 @@ import inspect
 
 import pytest
 from asgiref.sync import async_to_sync
+from django.test import AsyncClient
 
 from pgqrs_django import Consumer, PgqrsAdmin, Producer
 from pgqrs_django.models import Archive
@@ -59,3 +60,60 @@ def test_async_twin_keeps_errors() -> None:
 
     with pytest.raises(QueueNotFound):
         async_to_sync(scenario)()
+
+
+def twins(cls: type) -> list[str]:
+    """The async twins of ``cls``: ``a<name>`` coroutine functions of a sync ``<name>``."""
+    return sorted(
+        f"{cls.__name__}.{name}"
+        for name, member in vars(cls).items()
+        if name.startswith("a") and inspect.iscoroutinefunction(member) and name[1:] in vars(cls)
+    )
+
+
+# transaction=True: the tour uninstalls and reinstalls the tables.
+@pytest.mark.django_db(transaction=True)
+def test_every_async_twin_works_inside_an_async_view() -> None:
+    """tests/testapp/views.py awaits every twin in an async view, served by Django's async
+    handler through AsyncClient; adding a method without a twin in the tour fails here."""
+    response = async_to_sync(AsyncClient().get)("/async-api-tour/")
+    assert response.status_code == 200, response.content[:2000]
+    data = response.json()
+    every = twins(Producer) + twins(Consumer) + twins(PgqrsAdmin)
+    assert sorted(set(data["awaited"])) == sorted(every)
+    assert data["seen"] == {
+        "verify": True,
+        "queue": "tour",
+        "queues": ["tour", "tour-scratch"],
+        "producer_extend": True,
+        "first_claimed": True,  # priority 9 first
+        "extend": True,
+        "archive": True,
+        "extend_batch": [True, True],
+        "archive_batch": [True, True],
+        "archive_and_dequeue": [[], 4],
+        "delete": True,
+        "delete_batch": [True],
+        "release": True,
+        "release_batch": [True],
+        "fail": True,
+        "workers": ["tour-worker"],
+        "shutdown": True,
+        "stale": 0,
+        "health": 1,
+        "released_by_stop": 0,
+        "purged_workers": 1,
+        "metrics": {"ready": 2, "archived": 4},  # ready: the two released ones
+        "all_metrics": 2,
+        "stats": 2,
+        "archived_first": {"n": 1},
+        "archive_list": 4,
+        "released": 0,
+        "cancelled": 1,  # the delayed message
+        "replayed": True,  # the failed one, back in the queue...
+        "deleted": 1,  # ...and deleted
+        "purged": 3,  # the two released ones and the one due tomorrow
+        "purged_archive": 4,
+        "dropped": {"messages": 0, "archived": 0},
+    }
+    assert [q.name for q in PgqrsAdmin().list_queues()] == ["tour"]

@@ -154,3 +154,25 @@ def test_worker_started_and_stopped_and_the_worker_path_sends_message_signals(
         m.id for name, _, kw in received if name == "message_claimed" for m in kw["messages"]
     ]
     assert sorted(claimed) == sorted(m.id for m in sent)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_claim_archive_and_fail_signals_wait_for_commit_and_skip_rollbacks(
+    received: list,
+) -> None:
+    PgqrsAdmin().create_queue("tx", max_attempts=1)
+    Producer("tx").batch_enqueue([{"n": 1}, {"n": 2}])
+    received.clear()
+    consumer = Consumer("tx")
+    with pytest.raises(RuntimeError), transaction.atomic(using=conf.database()):
+        first, second = consumer.dequeue_batch(2)
+        assert consumer.archive(first) and consumer.fail(second, "boom")
+        assert received == []  # not before commit
+        raise RuntimeError
+    assert received == []  # rolled back: nothing happened, nothing sent
+    with transaction.atomic(using=conf.database()):
+        first, second = consumer.dequeue_batch(2)
+        assert consumer.archive(first) and consumer.fail(second, "boom")
+        assert received == []
+    names = [name for name, _, _ in received]
+    assert names == ["message_claimed", "message_archived", "message_failed", "message_dead"]

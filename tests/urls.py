@@ -1,4 +1,6 @@
 from django.contrib import admin
 from django.urls import path
 
-urlpatterns = [path("admin/", admin.site.urls)]
+from tests.testapp.views import async_api_tour
+
+urlpatterns = [path("async-api-tour/", async_api_tour), path("admin/", admin.site.urls)]
