@@ -54,7 +54,8 @@ pgbouncer:
 test-pgbouncer: $(STAMP) pgbouncer
 	PGQRS_TEST_PGBOUNCER=1 $(BIN)/pytest -m pgbouncer $(PYTEST_ARGS)
 
-# The whole suite with PGQRS["DATABASE"] = "queue", a second database (see tests/settings.py).
+# The suite with PGQRS["DATABASE"] = "queue", a second database (tests/settings.py; the chaos
+# and outage tests run in `make test` only, see tests/conftest.py).
 .PHONY: test-queue-db
 test-queue-db: $(STAMP)
 	PGQRS_TEST_QUEUE_DB=1 $(BIN)/pytest $(PYTEST_ARGS)

@@ -42,6 +42,10 @@ if BOUNCER is not None:
 QUEUE_DB: str | None = settings.QUEUE_DB
 if QUEUE_DB is None:
     collect_ignore.append("test_queue_database.py")
+else:
+    # Minutes-long process and server tests that `make test` already runs: they exercise
+    # crashes and a stopped server, not which alias the queries use.
+    collect_ignore += ["test_chaos.py", "test_outage.py"]
 DB_FIXTURES = {"db", "transactional_db", "django_db_reset_sequences", "live_server"}
 
 
