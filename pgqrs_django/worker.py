@@ -907,6 +907,9 @@ class WorkerRuntime:
             self._failures.popleft()
             self._forget(job)
             self.failed += 1
+            # A retry is due after its backoff: look at the queue again so an empty claim
+            # plans the wake-up for it (without LISTEN nothing else would before the poll).
+            job.queue.maybe_ready = True
             msg = job.msg
             if not held:
                 logger.warning("message %s failed after its lease was lost", msg.id)
