@@ -11,3 +11,13 @@ from pgqrs_django import conf
 def pgqrs_connection() -> BaseDatabaseWrapper:
     """The connection pgqrs queries run on (``PGQRS["DATABASE"]``)."""
     return connections[conf.database()]
+
+
+class SqliteHoldsNothing:
+    """Test router: the ``sqlite`` alias of tests/settings.py exists only for the system-check
+    tests and never holds tables. Saying so keeps Django's model checks (which, from Django
+    6.1, ask every database that may hold a model whether it supports JSONField) off it when
+    a test runs a management command with its checks."""
+
+    def allow_migrate(self, db: str, app_label: str, **hints: object) -> bool | None:
+        return False if db == "sqlite" else None

@@ -40,7 +40,7 @@ if env.str("PGQRS_TEST_PGBOUNCER", default="") == "1":
 DATABASES["sqlite"] = {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}
 
 PGQRS: dict[str, object] = {}
-DATABASE_ROUTERS: list[str] = []
+DATABASE_ROUTERS: list[str] = ["tests.databases.SqliteHoldsNothing"]
 #: `make test-queue-db`: the whole suite with the pgqrs tables on a second database ("queue",
 #: its own test database on the same server) while the tests' business data stays on default.
 QUEUE_DB = "queue" if env.str("PGQRS_TEST_QUEUE_DB", default="") == "1" else None
@@ -48,7 +48,7 @@ if QUEUE_DB is not None:
     # A child process started by a test gets the queue test database's URL directly.
     DATABASES[QUEUE_DB] = env.db("PGQRS_TEST_QUEUE_URL", default=env.str("DATABASE_URL"))
     DATABASES[QUEUE_DB]["TEST"] = {"NAME": f"test_pgqrs_{_checkout}_queue"}
-    DATABASE_ROUTERS = ["pgqrs_django.routers.PgqrsRouter"]
+    DATABASE_ROUTERS = [*DATABASE_ROUTERS, "pgqrs_django.routers.PgqrsRouter"]
     PGQRS = {"DATABASE": QUEUE_DB}
     # Its own default test database too, so `make test` can run alongside.
     DATABASES["default"]["TEST"] = {"NAME": f"test_pgqrs_{_checkout}_main"}
