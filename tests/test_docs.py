@@ -8,10 +8,13 @@ import types
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("**/*.md"))]
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
+#: Marks a page whose examples assume the pgqrs tables on the default database.
+ONE_DATABASE = "<!-- docs-test: one database -->"
 
 
 def python_blocks(path: Path) -> list[str]:
@@ -34,6 +37,11 @@ def test_the_readme_has_its_usage_example() -> None:
 def test_code_examples_run(path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # The blocks run as the module docs_<page>, importable while they run, as an
     # application's module is (the worker imports Django tasks by dotted path).
+    if settings.QUEUE_DB is not None and ONE_DATABASE in path.read_text():
+        # The page shows data and jobs in one transaction, which needs the pgqrs tables on
+        # the data's database; `make test` runs it, and databases.md's blocks show the
+        # two-database case.
+        pytest.skip("the page's examples assume the pgqrs tables on the default database")
     module = types.ModuleType(f"docs_{path.stem}")
     sys.modules[module.__name__] = module
     try:
