@@ -35,13 +35,13 @@ def test_the_readme_has_its_usage_example() -> None:
     "path", [p for p in DOCS if python_blocks(p)], ids=lambda p: str(p.relative_to(ROOT))
 )
 def test_code_examples_run(path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    # The blocks run as the module docs_<page>, importable while they run, as an
-    # application's module is (the worker imports Django tasks by dotted path).
     if settings.QUEUE_DB is not None and ONE_DATABASE in path.read_text():
         # The page shows data and jobs in one transaction, which needs the pgqrs tables on
         # the data's database; `make test` runs it, and databases.md's blocks show the
         # two-database case.
         pytest.skip("the page's examples assume the pgqrs tables on the default database")
+    # The blocks run as the module docs_<page>, importable while they run, as an
+    # application's module is (the worker imports Django tasks by dotted path).
     module = types.ModuleType(f"docs_{path.stem}")
     sys.modules[module.__name__] = module
     try:
