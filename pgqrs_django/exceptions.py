@@ -105,3 +105,16 @@ class DatabaseUnavailable(PgqrsError, OperationalError):
     def __init__(self, alias: str, detail: str) -> None:
         super().__init__(f"database {alias!r} is unavailable: {detail}")
         self.alias = alias
+
+
+def one_line(value: object, *, limit: int | None = None, with_type: bool = False) -> str:
+    """``value`` (text or an exception) on one line, whitespace runs collapsed.
+
+    An exception with no text shows its class name; ``with_type`` always prefixes it
+    (``KeyError: 'x'``); ``limit`` cuts the line to that many characters, ending in "…"."""
+    line = " ".join(str(value).split())
+    if isinstance(value, BaseException) and (with_type or not line):
+        line = f"{type(value).__name__}: {line}" if line else type(value).__name__
+    if limit is not None and len(line) > limit:
+        line = line[: limit - 1] + "…"
+    return line

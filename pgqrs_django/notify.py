@@ -27,6 +27,8 @@ from typing import Any
 import psycopg
 from django.db import connections
 
+from .exceptions import one_line
+
 logger = logging.getLogger(__name__)
 
 #: The channel the triggers notify on; the payload is the queue id.
@@ -145,7 +147,7 @@ class Listener:
                 if not isinstance(exc, psycopg.Error):
                     logger.exception("LISTEN thread error; reconnecting")
                 elif not failing:
-                    logger.warning("LISTEN connection lost (%s); reconnecting", _one_line(exc))
+                    logger.warning("LISTEN connection lost (%s); reconnecting", one_line(exc))
                 failing = True
                 self._stop.wait(delay)
                 delay = min(RECONNECT_MAX, delay * 2)
@@ -185,8 +187,3 @@ class Listener:
                 self._deliver(notice.payload)
                 if self._stop.is_set():
                     return
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text or type(exc).__name__

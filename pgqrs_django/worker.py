@@ -53,7 +53,7 @@ from django.utils import timezone
 from . import conf, registry, scheduling
 from .admin_api import PgqrsAdmin
 from .consumer import Consumer
-from .exceptions import InvalidInput, PayloadError, WorkerNotFound
+from .exceptions import InvalidInput, PayloadError, WorkerNotFound, one_line
 from .models import Message, Queue, Worker
 from .notify import Listener
 from .queues import resolve
@@ -685,9 +685,11 @@ class WorkerRuntime:
             now = time.monotonic()
             if self._db_down_since is None:
                 self._db_down_since = now
-                logger.warning("database error while %s: %s; retrying", what, _one_line(exc))
+                logger.warning(
+                    "database error while %s: %s; retrying", what, one_line(exc, with_type=True)
+                )
             else:
-                logger.debug("database still failing (%s): %s", what, _one_line(exc))
+                logger.debug("database still failing (%s): %s", what, one_line(exc, with_type=True))
             if isinstance(exc, OperationalError | InterfaceError):
                 self._close_connection()
             self._db_retry_at = now + self._db_backoff
@@ -922,7 +924,7 @@ class WorkerRuntime:
                     job.queue.name,
                     msg.read_ct,
                     job.queue.max_attempts,
-                    _one_line(job.error),
+                    one_line(job.error, with_type=True),
                 )
 
     def _release_dropped(self) -> None:
@@ -1167,10 +1169,3 @@ class WorkerRuntime:
             self.failed,
         )
         return code
-
-
-def _one_line(exc: BaseException | str) -> str:
-    if isinstance(exc, str):
-        return exc
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -43,7 +43,7 @@ from django.db import (
     transaction,
 )
 
-from pgqrs_django import conf
+from pgqrs_django import conf, exceptions
 from pgqrs_django.admin_api import PgqrsAdmin
 from pgqrs_django.consumer import Consumer
 from pgqrs_django.exceptions import (
@@ -118,9 +118,8 @@ class UsageError(CommandError):
 
 
 def one_line(text: object) -> str:
-    """``text`` on one line (whitespace runs collapsed), cut to ``MAX_ERROR_CHARS``."""
-    line = " ".join(str(text).split())
-    return line if len(line) <= MAX_ERROR_CHARS else line[: MAX_ERROR_CHARS - 1] + "…"
+    """``text`` on one line, cut to ``MAX_ERROR_CHARS``."""
+    return exceptions.one_line(text, limit=MAX_ERROR_CHARS)
 
 
 def command_error(exc: BaseException, database: str) -> CommandError | None:
