@@ -280,7 +280,7 @@ def test_archive_date_drill_down_is_a_calendar(admin_client: Client, rows: dict[
 def test_text_search_reads_only_the_newest_rows(
     admin_client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pgqrs_django import admin as pgqrs_admin
+    from pgqrs_django.admin import messages as pgqrs_admin
 
     queue = QueueFactory(name="jobs")
     rows = [ArchiveFactory(queue=queue, id=i, payload={"word": "needle"}) for i in range(1, 6)]
@@ -381,8 +381,8 @@ def test_retry_dead_messages(admin_client: Client, rows: dict[str, Any]) -> None
     assert not Archive.objects.filter(pk=dead.pk).exists()
     assert Archive.objects.filter(pk=done.pk).exists()
     notes = [str(m) for m in response.wsgi_request._messages]
-    assert "1 messages put back in their queues." in notes
-    assert "1 selected messages were neither dead nor failed." in notes
+    assert "1 message put back in its queue." in notes
+    assert "1 selected message was neither dead nor failed." in notes
 
 
 def test_suspend_resume_and_shutdown_workers(admin_client: Client, rows: dict[str, Any]) -> None:
