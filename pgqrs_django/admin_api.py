@@ -1,4 +1,9 @@
-"""PgqrsAdmin: installation, queues, metrics, workers and operator actions on messages."""
+"""PgqrsAdmin: installation, queues, metrics, workers and operator actions on messages.
+
+The metric dataclasses and their queries live in :mod:`pgqrs_django.stats`, the table and
+index checks of ``verify()`` in :mod:`pgqrs_django.schema`; both are importable from here
+too, where the API has always exported them.
+"""
 
 from __future__ import annotations
 
@@ -7,25 +12,14 @@ import datetime as dt
 import os
 import socket
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
 from django.core.management import call_command
-from django.db import DatabaseError, IntegrityError, connections, transaction
-from django.db.migrations.executor import MigrationExecutor
-from django.db.models import (
-    BooleanField,
-    Count,
-    DurationField,
-    ExpressionWrapper,
-    IntegerField,
-    Min,
-    Q,
-)
-from django.db.models.expressions import RawSQL
+from django.db import IntegrityError, connections, transaction
 from django.db.models.functions import Now
 
-from . import conf, sql
+from . import conf, schema, sql, stats
 from ._async import async_twin
 from .exceptions import (
     DuplicateMessage,
@@ -36,100 +30,19 @@ from .exceptions import (
 )
 from .models import Archive, Message, Queue, Worker
 from .queues import resolve
+from .schema import VerifyReport
+from .stats import QueueMetrics, SystemStats, Throughput
 from .validation import positive_int, seconds, validate_queue_name
 
-TABLES = ("pgqrs_queue", "pgqrs_worker", "pgqrs_worker_queues", "pgqrs_message", "pgqrs_archive")
-INDEXES = (
-    "pgqrs_msg_claim_idx",
-    "pgqrs_msg_consumer_idx",
-    "pgqrs_msg_dedupe_uniq",
-    "pgqrs_arch_queue_time_idx",
-    "pgqrs_arch_queue_outcome_idx",
-)
-
-
-@dataclasses.dataclass(frozen=True)
-class QueueMetrics:
-    """Counts for one queue, all read in the same few statements."""
-
-    name: str
-    paused: bool
-    ready: int
-    delayed: int
-    in_flight: int
-    archived: int
-    succeeded: int
-    failed: int
-    dead: int
-    cancelled: int
-    #: Seconds the oldest visible message has been waiting (None when none is ready).
-    oldest_ready_age: float | None
-    #: Running (not stopped) workers serving the queue.
-    workers: int
-
-    @property
-    def pending(self) -> int:
-        """Active messages: ready + delayed + in flight."""
-        return self.ready + self.delayed + self.in_flight
-
-    def as_dict(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "pending": self.pending}
-
-
-@dataclasses.dataclass(frozen=True)
-class Throughput:
-    """Messages archived over a recent window, in equal buckets, oldest bucket first.
-
-    ``processed[i]`` counts every outcome, ``failures[i]`` those archived ``failed`` or
-    ``dead``; bucket ``i`` covers the ``bucket_seconds`` ending
-    ``(len(processed) - 1 - i) * bucket_seconds`` before the database's ``now()``."""
-
-    window: float
-    bucket_seconds: float
-    processed: list[int]
-    failures: list[int]
-    #: Messages archived over the whole window, by queue name (queues with none omitted).
-    by_queue: dict[str, int]
-
-    def per_minute(self, queue: str | None = None) -> float:
-        """Average messages archived per minute over the window (one queue, or all)."""
-        total = sum(self.processed) if queue is None else self.by_queue.get(queue, 0)
-        return total * 60.0 / self.window
-
-    def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-@dataclasses.dataclass(frozen=True)
-class SystemStats:
-    queues: int
-    paused_queues: int
-    workers: dict[str, int]
-    stale_workers: int
-    ready: int
-    delayed: int
-    in_flight: int
-    archived: int
-    dead: int
-    table_bytes: dict[str, int]
-
-    def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-@dataclasses.dataclass(frozen=True)
-class VerifyReport:
-    """What ``verify()`` found: ``ok`` is True when ``problems`` is empty."""
-
-    problems: list[str]
-    checked: list[str]
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "problems": self.problems, "checked": self.checked}
+__all__ = [
+    "HealthReport",
+    "PgqrsAdmin",
+    "QueueMetrics",
+    "ReclaimResult",
+    "SystemStats",
+    "Throughput",
+    "VerifyReport",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,9 +74,6 @@ class ReclaimResult:
         return dataclasses.asdict(self)
 
 
-_OUTCOMES = [choice.value for choice in Archive.Outcome]
-
-
 class PgqrsAdmin:
     """Operator API: install/verify, queues, metrics, workers, and actions on any message."""
 
@@ -186,42 +96,10 @@ class PgqrsAdmin:
         )
 
     def verify(self) -> VerifyReport:
-        """Check the database is PostgreSQL, the migrations are applied, and the tables and
-        indexes exist. Returns a report; never raises for a problem it can describe."""
-        problems: list[str] = []
-        checked: list[str] = []
-        connection = connections[self.using]
-        try:
-            connection.ensure_connection()
-        except DatabaseError as exc:
-            return VerifyReport([f"cannot connect to database {self.using!r}: {exc}"], [])
-        checked.append("connection")
-        if connection.vendor != "postgresql":
-            return VerifyReport(
-                [f"database {self.using!r} is {connection.vendor}, pgqrs needs PostgreSQL"], checked
-            )
-        checked.append("postgresql")
-        executor = MigrationExecutor(connection)
-        targets = [key for key in executor.loader.graph.leaf_nodes() if key[0] == "pgqrs"]
-        pending = [m for m, _ in executor.migration_plan(targets) if m.app_label == "pgqrs"]
-        if pending:
-            problems.append("unapplied migrations: " + ", ".join(m.name for m in pending))
-        checked.append("migrations")
-        with connection.cursor() as cursor:
-            existing = set(connection.introspection.table_names(cursor))
-            for table in TABLES:
-                if table not in existing:
-                    problems.append(f"missing table {table}")
-            checked.append("tables")
-            cursor.execute(
-                "SELECT indexname FROM pg_indexes WHERE indexname = ANY(%s)", [list(INDEXES)]
-            )
-            found = {row[0] for row in cursor.fetchall()}
-        for index in INDEXES:
-            if index not in found:
-                problems.append(f"missing index {index}")
-        checked.append("indexes")
-        return VerifyReport(problems, checked)
+        """Check the database is PostgreSQL, the migrations are applied, and every pgqrs
+        table and index the models declare exists. Returns a report; never raises for a
+        problem it can describe."""
+        return schema.verify(self.using)
 
     # -- queues ---------------------------------------------------------------------------
 
@@ -299,137 +177,23 @@ class PgqrsAdmin:
 
     # -- metrics --------------------------------------------------------------------------
 
-    def _metrics(self, queues: Sequence[Queue]) -> list[QueueMetrics]:
-        """Metrics for ``queues`` in three grouped queries, whatever their number."""
-        ids = [q.pk for q in queues]
-        active: dict[int, dict[str, Any]] = {
-            row["queue"]: dict(row)
-            for row in Message.objects.using(self.using)
-            .filter(queue__in=ids)
-            .values("queue")
-            .annotate(
-                ready=Count("id", filter=Q(vt__lte=Now())),
-                delayed=Count("id", filter=Q(vt__gt=Now(), claimed_at__isnull=True)),
-                in_flight=Count("id", filter=Q(vt__gt=Now(), claimed_at__isnull=False)),
-                oldest_ready_age=ExpressionWrapper(
-                    Now() - Min("vt", filter=Q(vt__lte=Now())), output_field=DurationField()
-                ),
-            )
-            .order_by()
-        }
-        archived: dict[int, dict[str, int]] = {}
-        for row in (
-            Archive.objects.using(self.using)
-            .filter(queue__in=ids)
-            .values("queue", "outcome")
-            .annotate(n=Count("id"))
-            .order_by()
-        ):
-            archived.setdefault(row["queue"], {})[row["outcome"]] = row["n"]
-        workers = dict(
-            Worker.objects.using(self.using)
-            .running()
-            .filter(queues__in=ids)
-            .values_list("queues")
-            .annotate(n=Count("id"))
-            .order_by()
-        )
-        out = []
-        for q in queues:
-            a = active.get(q.pk, {})
-            outcomes = archived.get(q.pk, {})
-            oldest = a.get("oldest_ready_age")
-            out.append(
-                QueueMetrics(
-                    name=q.name,
-                    paused=q.paused,
-                    ready=a.get("ready", 0),
-                    delayed=a.get("delayed", 0),
-                    in_flight=a.get("in_flight", 0),
-                    archived=sum(outcomes.values()),
-                    succeeded=outcomes.get(Archive.Outcome.SUCCEEDED, 0),
-                    failed=outcomes.get(Archive.Outcome.FAILED, 0),
-                    dead=outcomes.get(Archive.Outcome.DEAD, 0),
-                    cancelled=outcomes.get(Archive.Outcome.CANCELLED, 0),
-                    oldest_ready_age=oldest.total_seconds() if oldest is not None else None,
-                    workers=workers.get(q.pk, 0),
-                )
-            )
-        return out
-
     def queue_metrics(self, name: str) -> QueueMetrics:
         """Counts for one queue: ready, delayed, in flight, archived by outcome, oldest age."""
-        return self._metrics([resolve(name, self.using)])[0]
+        return stats.queue_metrics([resolve(name, self.using)], self.using)[0]
 
     def all_queues_metrics(self) -> list[QueueMetrics]:
         """Metrics for every queue, by name."""
-        return self._metrics(list(Queue.objects.using(self.using).order_by("name")))
+        queues = list(Queue.objects.using(self.using).order_by("name"))
+        return stats.queue_metrics(queues, self.using)
 
     def throughput(self, window: float = 3600.0, buckets: int = 60) -> Throughput:
         """Messages archived (and among them failed or dead) over the last ``window``
         seconds, in ``buckets`` equal buckets, plus the total per queue: one query."""
-        span = seconds(window, "window", allow_zero=False)
-        count = positive_int(buckets, "buckets", maximum=1_000)
-        width = span / count
-        # Bucket 0 is the most recent; ages are measured with the database clock.
-        age_bucket = RawSQL(
-            "LEAST(FLOOR(EXTRACT(EPOCH FROM (now() - archived_at)) / %s), %s)",
-            [width, count - 1],
-            output_field=IntegerField(),
-        )
-        rows = (
-            Archive.objects.using(self.using)
-            .filter(archived_at__gte=Now() - dt.timedelta(seconds=span))
-            .annotate(
-                bucket=age_bucket,
-                failure=ExpressionWrapper(
-                    Q(outcome__in=[Archive.Outcome.FAILED, Archive.Outcome.DEAD]),
-                    output_field=BooleanField(),
-                ),
-            )
-            .values("queue__name", "bucket", "failure")
-            .annotate(n=Count("id"))
-            .order_by()
-        )
-        processed = [0] * count
-        failures = [0] * count
-        by_queue: dict[str, int] = {}
-        for row in rows:
-            index = count - 1 - max(int(row["bucket"]), 0)
-            processed[index] += row["n"]
-            if row["failure"]:
-                failures[index] += row["n"]
-            by_queue[row["queue__name"]] = by_queue.get(row["queue__name"], 0) + row["n"]
-        return Throughput(span, width, processed, failures, by_queue)
+        return stats.throughput(self.using, window, buckets)
 
     def system_stats(self) -> SystemStats:
         """Totals across all queues, worker counts by status and table sizes in bytes."""
-        metrics = self.all_queues_metrics()
-        by_status = dict(
-            Worker.objects.using(self.using)
-            .values_list("status")
-            .annotate(n=Count("id"))
-            .order_by()
-        )
-        with connections[self.using].cursor() as cursor:
-            cursor.execute(
-                "SELECT relname, pg_total_relation_size(oid) FROM pg_class "
-                "WHERE relname = ANY(%s) AND relkind = 'r'",
-                [list(TABLES)],
-            )
-            sizes = {name: int(size) for name, size in cursor.fetchall()}
-        return SystemStats(
-            queues=len(metrics),
-            paused_queues=sum(m.paused for m in metrics),
-            workers={s.value: by_status.get(s.value, 0) for s in Worker.Status},
-            stale_workers=Worker.objects.using(self.using).stale().count(),
-            ready=sum(m.ready for m in metrics),
-            delayed=sum(m.delayed for m in metrics),
-            in_flight=sum(m.in_flight for m in metrics),
-            archived=sum(m.archived for m in metrics),
-            dead=sum(m.dead for m in metrics),
-            table_bytes=sizes,
-        )
+        return stats.system_stats(self.using)
 
     # -- messages (operator actions: no lease needed) -------------------------------------
 

@@ -4,11 +4,12 @@ import datetime as dt
 
 import pytest
 from django.conf import settings
+from django.db import transaction
 from django.db.models import F
 from django.db.models.functions import Now
 from django.test.utils import CaptureQueriesContext, override_settings
 
-from pgqrs_django import Consumer, PgqrsAdmin, Producer, conf
+from pgqrs_django import Consumer, PgqrsAdmin, Producer, conf, schema
 from pgqrs_django.exceptions import (
     DuplicateMessage,
     InvalidInput,
@@ -244,6 +245,57 @@ def test_verify_reports_a_missing_index(admin: PgqrsAdmin) -> None:
         cursor.execute("DROP INDEX pgqrs_msg_claim_idx")
     report = admin.verify()
     assert not report.ok and report.problems == ["missing index pgqrs_msg_claim_idx"]
+
+
+def test_verify_reports_a_missing_schedule_table(admin: PgqrsAdmin) -> None:
+    with pgqrs_connection().cursor() as cursor:
+        cursor.execute("DROP TABLE pgqrs_schedule")
+    # One problem for the table, none more for the index it held.
+    assert admin.verify().problems == ["missing table pgqrs_schedule"]
+
+
+def test_the_checked_tables_and_indexes_are_those_the_migrations_create() -> None:
+    """Read from the models' _meta: every table and every index (primary keys aside) that
+    the migrations made on the pgqrs database is on the lists verify() checks."""
+    connection = pgqrs_connection()
+    with connection.cursor() as cursor:
+        created = {
+            t for t in connection.introspection.table_names(cursor) if t.startswith("pgqrs_")
+        }
+        assert set(schema.tables()) == created
+        specs = schema.indexes()
+        for table in created:
+            for name, found in connection.introspection.get_constraints(cursor, table).items():
+                if found["primary_key"] or not (found["index"] or found["unique"]):
+                    continue
+                if name.endswith("_like"):
+                    # Django's PostgreSQL backend adds a varchar_pattern_ops twin to each
+                    # indexed CharField, for prefix LIKE queries, which pgqrs never makes.
+                    continue
+                covering = [s for s in specs if s.table == table and s.found_in({name: found})]
+                assert covering, f"{table}: index {name} on {found['columns']} is not checked"
+    assert "pgqrs_schedule" in created and len(specs) >= 13
+
+
+def test_verify_reports_each_missing_index() -> None:
+    """Drop each index the models declare in turn (named or not, the unique one on
+    pgqrs_schedule.name among them): verify() names exactly that one."""
+    connection = pgqrs_connection()
+    quote = connection.ops.quote_name
+    reported = []
+    for spec in schema.indexes():
+        with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
+            constraints = connection.introspection.get_constraints(cursor, spec.table)
+            name = next(n for n, found in constraints.items() if spec.found_in({n: found}))
+            if constraints[name]["index"]:
+                cursor.execute(f"DROP INDEX {quote(name)}")
+            else:
+                cursor.execute(f"ALTER TABLE {quote(spec.table)} DROP CONSTRAINT {quote(name)}")
+            problems = PgqrsAdmin(connection.alias).verify().problems
+            transaction.set_rollback(True, using=connection.alias)
+        assert problems == [f"missing {spec}"]
+        reported.append(problems[0])
+    assert "missing unique index on pgqrs_schedule (name)" in reported
 
 
 @pytest.mark.django_db(transaction=True)

@@ -831,6 +831,7 @@ def test_stats(fmt: str, queue: Queue, admin: PgqrsAdmin) -> None:
             "pgqrs_worker_queues",
             "pgqrs_message",
             "pgqrs_archive",
+            "pgqrs_schedule",
         }
     else:
         lines = dict(line.split(None, 1) for line in text.splitlines())

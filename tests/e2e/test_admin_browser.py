@@ -83,7 +83,7 @@ def test_retry_a_dead_message_from_the_archive(page: Any) -> None:
     page.select_option('select[name="action"]', "retry")
     page.click('button[name="index"]')
     page.wait_for_selector("ul.messagelist")
-    assert "1 messages put back in their queues." in str(page.text_content("ul.messagelist"))
+    assert "1 message put back in its queue." in str(page.text_content("ul.messagelist"))
     back = Message.objects.get(pk=sent.pk)
     assert back.read_ct == 0 and not Archive.objects.filter(pk=sent.pk).exists()
 
