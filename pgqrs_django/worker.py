@@ -1110,28 +1110,32 @@ class WorkerRuntime:
         db_ok = self._db_ok()
         if db_ok and (self._failures or self._to_release):
             return 0.0
-        if db_ok and self._may_claim() and any(s.maybe_ready for s in self._order):
+        may_claim = self._may_claim()
+        if db_ok and may_claim and any(s.maybe_ready for s in self._order):
             return 0.0
         if self._acks and not self._runner.busy():
             return 0.0 if db_ok else max(0.0, self._db_retry_at - now)
+        # Database work. A poll or a due message matters only to a worker that may claim:
+        # one that is suspended or has enough waiting would otherwise wake at once, forever.
         deadlines = [self._next_heartbeat, self._next_status, self._next_reclaim]
-        if not self._stopping:
+        if may_claim:
             deadlines.append(self._next_poll)
-            if self._scheduler is not None and not self._suspended:
-                until = self._scheduler.seconds_until_due(timezone.now())
-                if until is not None:
-                    deadlines.append(now + until)
             if self._next_due is not None:
                 deadlines.append(self._next_due)
+        if not self._stopping and self._scheduler is not None and not self._suspended:
+            until = self._scheduler.seconds_until_due(timezone.now())
+            if until is not None:
+                deadlines.append(now + until)
         if self._held:
             deadlines.append(self._next_extend)
         if self._acks:
             deadlines.append(self._acks_since + ACK_DELAY)
-        if not db_ok:
-            deadlines.append(self._db_retry_at)
+        wake = min(deadlines)
+        if not db_ok:  # none of it can happen before the next attempt
+            wake = max(wake, self._db_retry_at)
         if self._stopping:
-            deadlines.append(self._grace_deadline)
-        return max(0.0, min(deadlines) - now)
+            wake = min(wake, self._grace_deadline)
+        return max(0.0, wake - now)
 
     def _finish(self) -> int:
         """Archive what finished, give back the rest, mark the worker stopped."""

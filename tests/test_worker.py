@@ -23,6 +23,7 @@ from pgqrs_django.worker import WorkerOptions, WorkerRuntime, storable_result
 from tests.conftest import ROOT
 from tests.databases import pgqrs_connection
 from tests.testapp.models import Execution
+from tests.worker_support import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -370,3 +371,45 @@ def test_a_failing_loop_releases_what_it_holds_and_marks_the_worker_stopped(
     assert Worker.objects.get().status == Worker.Status.STOPPED
     assert not Message.objects.filter(claimed_at__isnull=False).exists()
     assert Archive.objects.count() + Message.objects.count() == 6
+
+
+@pytest.mark.parametrize("why", ["suspended", "waiting list full"])
+def test_a_worker_that_may_not_claim_sleeps_instead_of_spinning(
+    admin: PgqrsAdmin, why: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Its poll deadline passes while it may not claim: it must sleep until something changes
+    # (a resume, a free lane), not loop at once. Measured as the CPU time of its main thread.
+    admin.create_queue("work")
+    runtime = WorkerRuntime(
+        WorkerOptions(
+            queues=["work"], concurrency=1, batch_size=10, poll_interval=0.05, listen=False
+        )
+    )
+    cpu: dict[str, float] = {}
+
+    def serve() -> None:
+        started = time.thread_time()
+        runtime.run()
+        cpu["used"] = time.thread_time() - started
+
+    if why == "waiting list full":
+        # One lane: the first job runs 1.5 s while the other 9 wait (over half a batch).
+        Producer("work").batch_enqueue([{"sleep": 1.5}] + [{}] * 9)
+    thread = threading.Thread(target=serve)
+    began = time.monotonic()
+    thread.start()
+    if why == "suspended":
+        name = wait_until(lambda: runtime.worker and runtime.worker.name)
+        admin.suspend_worker(name)
+        wait_until(lambda: f"worker {name} suspended" in caplog.text, what="the suspension")
+        Producer("work").batch_enqueue([{}] * 10)
+        time.sleep(1.5)
+        assert not Execution.objects.exists()
+        admin.resume_worker(name)
+    wait_until(lambda: Archive.objects.count() == 10, what="the ten jobs")
+    runtime.request_stop()
+    thread.join(30)
+    assert not thread.is_alive()
+    # A spinning loop uses about a second of CPU per second (less on a loaded machine, but
+    # far more than this); a sleeping one wakes some 20 times a second.
+    assert cpu["used"] < 0.15 * (time.monotonic() - began), cpu
