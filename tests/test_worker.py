@@ -345,7 +345,7 @@ def test_session_settings_of_the_workers_own_connection(admin: PgqrsAdmin) -> No
     for async_commit, expected in ((True, "off"), (False, "on")):
         pgqrs_connection().close()
         runtime = WorkerRuntime(WorkerOptions(queues=["work"], async_commit=async_commit))
-        runtime._prepare_session()  # what every database call of the runtime goes through
+        runtime.db.prepare_session()  # what every database call of the runtime goes through
         with pgqrs_connection().cursor() as cursor:
             cursor.execute("SHOW synchronous_commit")
             assert cursor.fetchone()[0] == expected
