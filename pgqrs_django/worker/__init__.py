@@ -34,7 +34,8 @@ Where each part lives:
 - ``ledger.py``: the held jobs: archiving, recording failures, releasing, extending leases;
 - ``control.py``: the ``Worker`` row: registration, heartbeat, operator requests, reclaim;
 - ``retry.py``: the main thread's connection and its calls, retried with backoff;
-- ``executor.py``: the threads and the event loop the handlers run on;
+- ``executor.py``: the threads and the event loop the handlers run on, each job wrapped as
+  Django wraps a request (``close_old_connections()`` before and after);
 - ``jobs.py``: one held message (:class:`~pgqrs_django.worker.jobs.Job`) and how its handler
   runs.
 """

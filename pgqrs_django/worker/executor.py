@@ -1,21 +1,30 @@
 """Where claimed jobs wait for a free slot and run: threads for sync handlers, an asyncio
 event loop in its own thread for async ones. The main thread (runtime.py) never runs a
-handler; it hands over whole batches and collects finished jobs."""
+handler; it hands over whole batches and collects finished jobs.
+
+Each job is wrapped as Django wraps a request: ``close_old_connections()`` runs before and
+after it in the thread whose connections its handler uses (a lane's own; for async handlers,
+asgiref's sync thread, where their ORM calls run), so ``CONN_MAX_AGE`` and
+``CONN_HEALTH_CHECKS`` apply to jobs as they do to requests."""
 
 from __future__ import annotations
 
 import asyncio
 import collections
 import contextlib
+import logging
 import threading
 import time
 from collections.abc import Callable
 
 from asgiref.sync import sync_to_async
+from django import db
 from django.db import connections
 
 from .jobs import Job
 from .options import ACK_DELAY
+
+logger = logging.getLogger(__name__)
 
 
 class Executor:
@@ -54,6 +63,7 @@ class Executor:
         self._loop_thread: threading.Thread | None = None
         self._async_running = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        self._tidying: asyncio.Future[None] | None = None
 
     def busy(self) -> int:
         """Jobs handed over whose results the main thread has not collected yet."""
@@ -175,7 +185,9 @@ class Executor:
         try:
             while True:
                 with self._ready:
+                    idled = False
                     while not self._sync_waiting and not self._closing:
+                        idled = True
                         self._ready.wait()
                     if not self._sync_waiting:
                         return
@@ -184,7 +196,11 @@ class Executor:
                     wake = self._started()
                 if wake:
                     self.wake()
+                # Before: only after a wait; back to back, the previous job's call serves.
+                if idled:
+                    close_old_connections()
                 job.run()
+                close_old_connections()
                 self._finished(job)
         finally:
             connections.close_all()  # this thread's connections only
@@ -204,7 +220,9 @@ class Executor:
         asyncio.set_event_loop(loop)
         loop.run_forever()
 
-    def _fill_async(self) -> None:
+    def _fill_async(self, checked: bool = False) -> None:
+        """Start waiting async jobs while slots are free. ``checked``: a job's connections
+        were just looked at after it, which serves as the "before" of the next one."""
         assert self._loop is not None
         while True:
             with self.lock:
@@ -215,18 +233,38 @@ class Executor:
                 wake = self._started()
             if wake:
                 self.wake()
-            task = self._loop.create_task(self._run_async(job))
+            task = self._loop.create_task(self._run_async(job, check_first=not checked))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+            checked = False
 
-    async def _run_async(self, job: Job) -> None:
+    async def _run_async(self, job: Job, *, check_first: bool) -> None:
+        started = checked = False
         try:
-            await job.run_async()
+            if check_first:
+                await self._close_old_connections()
+            started = True
+            await job.run_async()  # catches whatever its handler raises
+            await self._close_old_connections()
+            checked = True
+        except BaseException as exc:  # around the job: cancelled at shutdown, or asgiref
+            if not started:
+                job.error = exc  # it never ran: a failed delivery, retried as usual
+            elif not isinstance(exc, asyncio.CancelledError):
+                logger.exception("could not close old database connections")
         finally:
             with self.lock:
                 self._async_running -= 1
             self._finished(job)
-            self._fill_async()
+            self._fill_async(checked)
+
+    async def _close_old_connections(self) -> None:
+        """``close_old_connections()`` on asgiref's sync thread. Jobs that ask while a call
+        is outstanding share it: that thread runs one call at a time, in order, so the
+        outstanding call runs after everything they did there."""
+        if self._tidying is None or self._tidying.done():
+            self._tidying = asyncio.ensure_future(sync_to_async(close_old_connections)())
+        await asyncio.shield(self._tidying)
 
     def _cancel_and_stop(self) -> None:
         assert self._loop is not None
@@ -234,3 +272,14 @@ class Executor:
             task.cancel()
         # One more turn of the loop delivers the cancellations before it stops.
         self._loop.call_soon(self._loop.stop)
+
+
+def close_old_connections() -> None:
+    """Django's ``close_old_connections()`` for this thread, as around a request: close each
+    connection that outlived ``CONN_MAX_AGE``, broke, or was left outside autocommit, and
+    have ``CONN_HEALTH_CHECKS`` check the others before their next query. An error here is
+    logged, never charged to a job."""
+    try:
+        db.close_old_connections()
+    except Exception:
+        logger.exception("could not close old database connections")

@@ -8,9 +8,6 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from asgiref.sync import sync_to_async
-from django.db import connections
-
 from ..consumer import Consumer
 from ..exceptions import PayloadError
 from ..models import Message, Queue
@@ -80,10 +77,7 @@ class Job:
             self.result = storable_result(self.queue.handler.func(self.msg), self.msg.id)
         except BaseException as exc:  # a handler's SystemExit must not kill the lane
             self.error = exc
-        finally:
-            self.duration = time.perf_counter() - started
-            if self.error is not None:  # a failed query may have broken a connection
-                reset_broken_connections()
+        self.duration = time.perf_counter() - started
 
     async def run_async(self) -> None:
         """Run an async handler (on the event loop thread)."""
@@ -95,11 +89,6 @@ class Job:
         except BaseException as exc:  # CancelledError included: the job did not finish
             self.error = exc
         self.duration = time.perf_counter() - started
-        if self.error is not None:
-            try:
-                await sync_to_async(reset_broken_connections)()
-            except Exception:  # never let clean-up hide the job's own result
-                logger.exception("could not reset database connections")
 
 
 def by_queue(jobs: Iterable[Job]) -> dict[ServedQueue, list[Job]]:
@@ -108,18 +97,6 @@ def by_queue(jobs: Iterable[Job]) -> dict[ServedQueue, list[Job]]:
     for job in jobs:
         groups.setdefault(job.queue, []).append(job)
     return groups
-
-
-def reset_broken_connections() -> None:
-    """Close this thread's Django connections that failed and no longer work, so the next
-    query reconnects (Django only does this between requests)."""
-    for conn in connections.all(initialized_only=True):
-        if conn.connection is None or not conn.errors_occurred or conn.in_atomic_block:
-            continue
-        if conn.is_usable():
-            conn.errors_occurred = False
-        else:
-            conn.close()
 
 
 def storable_result(result: Any, msg_id: int) -> Any:
