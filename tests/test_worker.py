@@ -10,6 +10,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import psycopg
@@ -23,7 +25,7 @@ from pgqrs_django.worker import WorkerOptions, WorkerRuntime, storable_result
 from tests.conftest import ROOT
 from tests.databases import pgqrs_connection
 from tests.testapp.models import Execution
-from tests.worker_support import wait_until
+from tests.worker_support import database_clock, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -229,15 +231,22 @@ def test_archive_and_dequeue_never_reclaims_what_it_archives(queue: Queue, shift
     assert Archive.objects.get().id == msg.id
 
 
-def test_extend_visibility_batch(queue: Queue) -> None:
-    Producer(queue).batch_enqueue([{}, {}])
+def test_extend_visibility_batch(queue: Queue, shift_time: Callable[..., None]) -> None:
+    Producer(queue).batch_enqueue([{}, {}, {}])
     consumer = Consumer(queue)
-    a, b = consumer.dequeue_batch(2, lock_time=5)
-    PgqrsAdmin().release_messages(queue.name, [b.id])
-    before = Message.objects.get(pk=a.id).vt
-    assert consumer.extend_visibility_batch([a, b], 100) == [True, False]
-    assert (Message.objects.get(pk=a.id).vt - before).total_seconds() == pytest.approx(100)
-    assert consumer.holds(a) and not consumer.holds(b)
+    live, lost, ran_out = consumer.dequeue_batch(3, lock_time=3600)
+    PgqrsAdmin().release_messages(queue.name, [lost.id])
+    shift_time(ran_out.id, seconds=7200)  # its lease ended an hour ago; nobody took it
+    before = Message.objects.get(pk=live.id).vt
+    earliest = database_clock()
+    assert consumer.extend_visibility_batch([live, lost, ran_out], 100) == [True, False, True]
+    latest = database_clock()
+    # A lease still running gets 100 s more than it had; one that ran out, 100 s from the
+    # statement's time (between the two clock readings). Database clocks only: exact.
+    assert Message.objects.get(pk=live.id).vt - before == timedelta(seconds=100)
+    renewed = Message.objects.get(pk=ran_out.id).vt - timedelta(seconds=100)
+    assert earliest <= renewed <= latest
+    assert consumer.holds(live) and not consumer.holds(lost) and consumer.holds(ran_out)
 
 
 def test_claimed_messages_equal_what_the_orm_loads(queue: Queue) -> None:
