@@ -40,6 +40,9 @@ if env.str("PGQRS_TEST_PGBOUNCER", default="") == "1":
     # Behind PgBouncer in transaction pooling mode, named (server-side) cursors cannot
     # survive across transactions.
     DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
+# Workers keep each handler thread's connection from job to job, as docs/worker.md advises
+# for a deployment; tests/test_worker_connections.py covers Django's default (0) itself.
+DATABASES["default"] |= {"CONN_MAX_AGE": 60, "CONN_HEALTH_CHECKS": True}
 # Never connected to: lets the system-check tests point PGQRS at a non-PostgreSQL alias.
 DATABASES["sqlite"] = {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}
 

@@ -10,6 +10,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import psycopg
@@ -23,6 +25,7 @@ from pgqrs_django.worker import WorkerOptions, WorkerRuntime, storable_result
 from tests.conftest import ROOT
 from tests.databases import pgqrs_connection
 from tests.testapp.models import Execution
+from tests.worker_support import database_clock, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -228,15 +231,22 @@ def test_archive_and_dequeue_never_reclaims_what_it_archives(queue: Queue, shift
     assert Archive.objects.get().id == msg.id
 
 
-def test_extend_visibility_batch(queue: Queue) -> None:
-    Producer(queue).batch_enqueue([{}, {}])
+def test_extend_visibility_batch(queue: Queue, shift_time: Callable[..., None]) -> None:
+    Producer(queue).batch_enqueue([{}, {}, {}])
     consumer = Consumer(queue)
-    a, b = consumer.dequeue_batch(2, lock_time=5)
-    PgqrsAdmin().release_messages(queue.name, [b.id])
-    before = Message.objects.get(pk=a.id).vt
-    assert consumer.extend_visibility_batch([a, b], 100) == [True, False]
-    assert (Message.objects.get(pk=a.id).vt - before).total_seconds() == pytest.approx(100)
-    assert consumer.holds(a) and not consumer.holds(b)
+    live, lost, ran_out = consumer.dequeue_batch(3, lock_time=3600)
+    PgqrsAdmin().release_messages(queue.name, [lost.id])
+    shift_time(ran_out.id, seconds=7200)  # its lease ended an hour ago; nobody took it
+    before = Message.objects.get(pk=live.id).vt
+    earliest = database_clock()
+    assert consumer.extend_visibility_batch([live, lost, ran_out], 100) == [True, False, True]
+    latest = database_clock()
+    # A lease still running gets 100 s more than it had; one that ran out, 100 s from the
+    # statement's time (between the two clock readings). Database clocks only: exact.
+    assert Message.objects.get(pk=live.id).vt - before == timedelta(seconds=100)
+    renewed = Message.objects.get(pk=ran_out.id).vt - timedelta(seconds=100)
+    assert earliest <= renewed <= latest
+    assert consumer.holds(live) and not consumer.holds(lost) and consumer.holds(ran_out)
 
 
 def test_claimed_messages_equal_what_the_orm_loads(queue: Queue) -> None:
@@ -344,7 +354,7 @@ def test_session_settings_of_the_workers_own_connection(admin: PgqrsAdmin) -> No
     for async_commit, expected in ((True, "off"), (False, "on")):
         pgqrs_connection().close()
         runtime = WorkerRuntime(WorkerOptions(queues=["work"], async_commit=async_commit))
-        runtime._prepare_session()  # what every database call of the runtime goes through
+        runtime.db.prepare_session()  # what every database call of the runtime goes through
         with pgqrs_connection().cursor() as cursor:
             cursor.execute("SHOW synchronous_commit")
             assert cursor.fetchone()[0] == expected
@@ -370,3 +380,45 @@ def test_a_failing_loop_releases_what_it_holds_and_marks_the_worker_stopped(
     assert Worker.objects.get().status == Worker.Status.STOPPED
     assert not Message.objects.filter(claimed_at__isnull=False).exists()
     assert Archive.objects.count() + Message.objects.count() == 6
+
+
+@pytest.mark.parametrize("why", ["suspended", "waiting list full"])
+def test_a_worker_that_may_not_claim_sleeps_instead_of_spinning(
+    admin: PgqrsAdmin, why: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Its poll deadline passes while it may not claim: it must sleep until something changes
+    # (a resume, a free lane), not loop at once. Measured as the CPU time of its main thread.
+    admin.create_queue("work")
+    runtime = WorkerRuntime(
+        WorkerOptions(
+            queues=["work"], concurrency=1, batch_size=10, poll_interval=0.05, listen=False
+        )
+    )
+    cpu: dict[str, float] = {}
+
+    def serve() -> None:
+        started = time.thread_time()
+        runtime.run()
+        cpu["used"] = time.thread_time() - started
+
+    if why == "waiting list full":
+        # One lane: the first job runs 1.5 s while the other 9 wait (over half a batch).
+        Producer("work").batch_enqueue([{"sleep": 1.5}] + [{}] * 9)
+    thread = threading.Thread(target=serve)
+    began = time.monotonic()
+    thread.start()
+    if why == "suspended":
+        name = wait_until(lambda: runtime.worker and runtime.worker.name)
+        admin.suspend_worker(name)
+        wait_until(lambda: f"worker {name} suspended" in caplog.text, what="the suspension")
+        Producer("work").batch_enqueue([{}] * 10)
+        time.sleep(1.5)
+        assert not Execution.objects.exists()
+        admin.resume_worker(name)
+    wait_until(lambda: Archive.objects.count() == 10, what="the ten jobs")
+    runtime.request_stop()
+    thread.join(30)
+    assert not thread.is_alive()
+    # A spinning loop uses about a second of CPU per second (less on a loaded machine, but
+    # far more than this); a sleeping one wakes some 20 times a second.
+    assert cpu["used"] < 0.15 * (time.monotonic() - began), cpu

@@ -13,6 +13,7 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Callable
+from datetime import datetime
 
 import pytest
 from django.db import transaction
@@ -21,7 +22,12 @@ from pgqrs_django import Consumer, PgqrsAdmin, Producer, conf
 from pgqrs_django.models import Archive, Message, Worker
 from tests.databases import pgqrs_connection
 from tests.testapp.models import Execution
-from tests.worker_support import WorkerProcess, terminate_other_backends, wait_until
+from tests.worker_support import (
+    WorkerProcess,
+    database_clock,
+    terminate_other_backends,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -38,6 +44,12 @@ def listening(worker: WorkerProcess) -> bool:
             "AND application_name LIKE 'pgqrs-listen%%' AND query LIKE 'LISTEN%%'"
         )
         return bool(cursor.fetchone()[0])
+
+
+def heartbeat_after(name: str, moment: datetime) -> datetime | None:
+    """The worker's last heartbeat if it is later than ``moment`` (database clock)."""
+    beat = Worker.objects.filter(name=name).values_list("heartbeat_at", flat=True).get()
+    return beat if beat > moment else None
 
 
 def registered(count: int = 1) -> Callable[[], bool]:
@@ -285,12 +297,20 @@ def test_no_listen_polls_without_a_listen_connection(admin: PgqrsAdmin, start_wo
 @pytest.mark.pgbouncer
 def test_suspend_resume_and_shutdown_from_the_admin_api(admin: PgqrsAdmin, start_worker) -> None:
     admin.create_queue("work")
-    worker = start_worker("--queue", "work", "--poll-interval", "0.2")
+    # Heartbeats every 0.5 s: more than a poll interval apart, so they show when it had its
+    # chance to claim.
+    worker = start_worker(
+        "--queue", "work", "--poll-interval", "0.2", PGQRS_HEARTBEAT_INTERVAL="0.5"
+    )
     name = wait_until(lambda: Worker.objects.running().values_list("name", flat=True).first())
     admin.suspend_worker(name)
     wait_until(lambda: f"worker {name} suspended" in worker.log(), what="the suspension")
     msg = Producer("work").enqueue({})
-    time.sleep(1.5)  # an active worker would have run it within milliseconds
+    enqueued = database_clock()
+    # Two heartbeats after the enqueue: between them the loop passed a poll deadline, where an
+    # active worker (woken by NOTIFY or not) would have claimed the message.
+    first = wait_until(lambda: heartbeat_after(name, enqueued), what="a heartbeat")
+    wait_until(lambda: heartbeat_after(name, first), what="a second heartbeat")
     assert not Archive.objects.exists() and Message.objects.get().claimed_at is None
     admin.resume_worker(name)
     wait_until(lambda: Archive.objects.filter(pk=msg.id).exists(), timeout=20, what="the job")

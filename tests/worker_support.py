@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,14 @@ def wait_until(check: Callable[[], Any], timeout: float = 60, what: str = "") ->
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g}s waiting for {what or check}")
         time.sleep(0.05)
+
+
+def database_clock() -> datetime:
+    """The database server's clock now (``clock_timestamp()``), to compare with timestamps
+    the database wrote rather than with this process's clock."""
+    with pgqrs_connection().cursor() as cursor:
+        cursor.execute("SELECT clock_timestamp()")
+        return cursor.fetchone()[0]
 
 
 def terminate_other_backends() -> int:

@@ -12,6 +12,9 @@ import os
 import time
 from typing import Any
 
+from asgiref.sync import sync_to_async
+from django.db import connection
+
 import pgqrs_django
 from pgqrs_django.models import Message
 from tests.testapp.models import Execution
@@ -64,6 +67,20 @@ def record(message: Message) -> str:
     """Not registered: used through ``--handler tests.testapp.jobs.record``."""
     Execution.objects.create(msg_id=message.id, pid=os.getpid())
     return "recorded"
+
+
+def backend_pid(message: Message) -> dict[str, int]:
+    """Not registered: reports the database session it ran on
+    (tests/test_worker_connections.py)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return {"pid": cursor.fetchone()[0]}
+
+
+async def backend_pid_async(message: Message) -> dict[str, int]:
+    """Not registered: the same from an async handler, whose ORM calls go through
+    sync_to_async."""
+    return await sync_to_async(backend_pid)(message)
 
 
 def trivial(message: Message) -> None:
