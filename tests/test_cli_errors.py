@@ -144,6 +144,9 @@ OTHER_CASES = [
     ["worker", "health", "--timeout", "-1"],
     ["uninstall"],  # no terminal and no --yes
     ["install", "extra"],
+    ["verify", "--verbosity", "9"],  # Django's flags after a subcommand are checked too
+    ["queue", "list", "-v", "x"],
+    ["queue", "list", "--no-color", "--force-color"],
     ["stats", "--bogus"],
     ["queue", "list", "--format", "xml"],
     ["queue", "list", "--database", "nope"],
