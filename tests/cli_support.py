@@ -5,6 +5,7 @@ table to prove that bad input changes nothing."""
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import io
 import json
@@ -13,11 +14,13 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import environ
 from django.core.management import call_command
-from django.db import transaction
+from django.db import connections, transaction
 
 from pgqrs_django import conf
 from pgqrs_django.management.commands.pgqrs import Command
@@ -109,6 +112,25 @@ def cli_env(database_url: str) -> dict[str, str]:
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     env.pop("PGCONNECT_TIMEOUT", None)
     return env
+
+
+@contextlib.contextmanager
+def database_alias(alias: str, url: str | None = None, **changes: Any) -> Iterator[str]:
+    """A database alias that exists for the block only, for ``--database alias``: a copy of
+    pgqrs's alias with ``changes`` (``OPTIONS``, ``USER``...), or the server at ``url``. Its
+    OPTIONS hold no ``connect_timeout`` unless ``changes`` give one."""
+    settings_dict = copy.deepcopy(connections.settings[conf.database()])
+    settings_dict["OPTIONS"] = {}
+    if url is not None:
+        settings_dict.update(environ.Env.db_url_config(url))
+    settings_dict.update(changes)
+    connections.settings[alias] = settings_dict
+    try:
+        yield alias
+    finally:
+        connections[alias].close()
+        del connections[alias]
+        del connections.settings[alias]
 
 
 def snapshot() -> dict[str, list[tuple[Any, ...]]]:
