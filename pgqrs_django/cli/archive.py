@@ -4,53 +4,56 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import CommandParser
-
 from pgqrs_django.formatting import ARCHIVE_COLUMNS, archive_row, format_seconds
 
-from .base import Context, Subcommand, add_queue_argument
+from .base import QUEUE, Context, Subcommand, arg, duration_option
 from .output import Output
-from .types import count, duration, offset
+from .types import count, offset
+
+
+def archived(ctx: Context, queue: str, limit: int, offset: int = 0) -> Output:
+    """The archived messages of ``queue``, most recently archived first."""
+    rows = ctx.admin.list_archive(queue, limit=limit, offset=offset)
+    data = [archive_row(row, queue=queue) for row in rows]
+    return Output(data, columns=ARCHIVE_COLUMNS, empty=f"no archived messages in {queue!r}")
 
 
 class ArchiveList(Subcommand):
-    path = ("archive", "list")
-    help = "List archived messages, most recently archived first."
-    example = "manage.py pgqrs archive list emails --limit 20"
+    """List archived messages, most recently archived first.
 
-    def add_arguments(self, parser: CommandParser) -> None:
-        add_queue_argument(parser)
-        parser.add_argument(
+    example: manage.py pgqrs archive list emails --limit 20
+    """
+
+    path = ("archive", "list")
+    arguments = (
+        QUEUE,
+        arg(
             "--limit",
             type=count,
             default=50,
             metavar="N",
             help="How many (default: 50, at most 10,000).",
-        )
-        parser.add_argument(
-            "--offset", type=offset, default=0, metavar="N", help="Skip this many (default: 0)."
-        )
+        ),
+        arg("--offset", type=offset, default=0, metavar="N", help="Skip this many (default: 0)."),
+    )
 
     def run(self, ctx: Context, options: dict[str, Any]) -> Output:
-        name = options["queue"]
-        rows = ctx.admin.list_archive(name, limit=options["limit"], offset=options["offset"])
-        data = [archive_row(r, queue=name) for r in rows]
-        return Output(data, columns=ARCHIVE_COLUMNS, empty=f"no archived messages in {name!r}")
+        return archived(ctx, options["queue"], options["limit"], options["offset"])
 
 
 class ArchivePurge(Subcommand):
-    path = ("archive", "purge")
-    help = "Delete archived messages of a queue: all, or those older than --older-than."
-    example = "manage.py pgqrs archive purge emails --older-than 7d"
+    """Delete archived messages of a queue: all, or those older than --older-than.
 
-    def add_arguments(self, parser: CommandParser) -> None:
-        add_queue_argument(parser)
-        parser.add_argument(
-            "--older-than",
-            type=duration,
-            metavar="DURATION",
-            help="Only rows archived longer ago than this (e.g. 3600, 12h, 7d).",
-        )
+    example: manage.py pgqrs archive purge emails --older-than 7d
+    """
+
+    path = ("archive", "purge")
+    arguments = (
+        QUEUE,
+        duration_option(
+            "--older-than", "Only rows archived longer ago than this (e.g. 3600, 12h, 7d)."
+        ),
+    )
 
     def run(self, ctx: Context, options: dict[str, Any]) -> Output:
         name, age = options["queue"], options["older_than"]

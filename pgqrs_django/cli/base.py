@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import os
 from pathlib import Path
 from typing import IO, Any, ClassVar
@@ -18,7 +19,7 @@ from pgqrs_django.producer import Producer
 
 from .errors import UsageError, one_line
 from .output import Output
-from .types import queue_name, worker_ref
+from .types import duration, message_id, queue_name, worker_ref
 
 #: Seconds libpq may spend connecting when the project configures no ``connect_timeout``
 #: (in the database OPTIONS or ``PGCONNECT_TIMEOUT``): an unreachable server fails fast.
@@ -77,26 +78,58 @@ def database(alias: str | None) -> str:
     return using
 
 
+@dataclasses.dataclass(frozen=True)
+class Arg:
+    """One argument of a subcommand: what ``parser.add_argument()`` is given."""
+
+    flags: tuple[str, ...]
+    options: dict[str, Any]
+
+
+def arg(*flags: str, **options: Any) -> Arg:
+    return Arg(flags, options)
+
+
+def flag(*flags: str, help: str) -> Arg:
+    """An on/off flag (``store_true``)."""
+    return arg(*flags, action="store_true", help=help)
+
+
+def duration_option(flag: str, help: str, **options: Any) -> Arg:
+    """A flag that takes a duration (seconds, or 500ms, 90s, 30m, 12h, 7d, 2w, 1h30m)."""
+    return arg(flag, type=duration, metavar="DURATION", help=help, **options)
+
+
+QUEUE = arg("queue", metavar="QUEUE", type=queue_name, help="Queue name.")
+WORKER = arg("worker", metavar="WORKER", type=worker_ref, help="Worker id (digits) or name.")
+MESSAGE_ID = arg("id", metavar="ID", type=message_id, help="Message id.")
+
+
 class Subcommand:
-    """One ``manage.py pgqrs <group> <name>`` (or ``pgqrs <name>``)."""
+    """One ``manage.py pgqrs <group> <name>`` (or ``pgqrs <name>``).
+
+    A subclass's docstring is its help, as click does it: the first line is the summary in
+    the list of commands; the paragraphs after it, if any, describe it in its own ``--help``;
+    a last paragraph ``example: ...`` is the example shown there.
+    """
 
     path: ClassVar[tuple[str, ...]]
-    help: ClassVar[str]
-    description: ClassVar[str] = ""
-    example: ClassVar[str] = ""
+    arguments: ClassVar[tuple[Arg, ...]] = ()
+
+    @classmethod
+    def texts(cls) -> tuple[str, str, str | None]:
+        """The summary, the description and the example, from the docstring."""
+        paragraphs = inspect.cleandoc(cls.__doc__ or "").split("\n\n")
+        example = None
+        if paragraphs[-1].startswith("example: "):
+            example = paragraphs.pop().removeprefix("example: ")
+        summary = " ".join(paragraphs[0].split())
+        return summary, "\n\n".join(paragraphs[1:]) or summary, example
 
     def add_arguments(self, parser: CommandParser) -> None:
         """Add this subcommand's own arguments."""
+        for argument in self.arguments:
+            parser.add_argument(*argument.flags, **argument.options)
 
     def run(self, ctx: Context, options: dict[str, Any]) -> Output:
         raise NotImplementedError
-
-
-def add_queue_argument(parser: CommandParser, help: str = "Queue name.") -> None:
-    parser.add_argument("queue", metavar="QUEUE", type=queue_name, help=help)
-
-
-def add_worker_argument(parser: CommandParser) -> None:
-    parser.add_argument(
-        "worker", metavar="WORKER", type=worker_ref, help="Worker id (digits) or name."
-    )

@@ -94,14 +94,15 @@ def add_arguments(command: CliCommand, parser: CommandParser) -> None:
                     dest="action", metavar="ACTION", required=True, parser_class=CliParser
                 )
             actions = groups[group]
-        subcommand = cls()
+        summary, description, example = cls.texts()
         sub = command.add_subparser(
             actions,
             name,
-            help=cls.help,
-            description=cls.description or cls.help,
-            epilog=f"example:\n  {cls.example}" if cls.example else None,
+            help=summary,
+            description=description,
+            epilog=f"example:\n  {example}" if example else None,
         )
+        subcommand = cls()
         sub.command_path = " ".join(cls.path)
         subcommand.add_arguments(sub)
         command.add_base_arguments(sub)

@@ -4,47 +4,46 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from django.core.management.base import CommandParser
-
 from pgqrs_django.formatting import METRICS_COLUMNS, QUEUE_COLUMNS, metrics_row, queue_row
 
-from .base import Context, Subcommand, add_queue_argument
+from .base import QUEUE, Context, Subcommand, arg, duration_option
 from .output import Output
-from .types import count, duration, queue_name
+from .types import count, queue_name
 
 
 class QueueCreate(Subcommand):
-    path = ("queue", "create")
-    help = "Create a queue."
-    example = "manage.py pgqrs queue create emails --visibility-timeout 30s --max-attempts 5"
+    """Create a queue.
 
-    def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument(
+    example: manage.py pgqrs queue create emails --visibility-timeout 30s --max-attempts 5
+    """
+
+    path = ("queue", "create")
+    arguments = (
+        arg(
             "name",
             metavar="NAME",
             type=queue_name,
             help="Queue name: 1-128 letters, digits, '_', '-' or '.'.",
-        )
-        parser.add_argument(
+        ),
+        duration_option(
             "--visibility-timeout",
-            type=duration,
-            metavar="DURATION",
-            help="Lease length of a claimed message (default: PGQRS['DEFAULT_LOCK_TIME']).",
-        )
-        parser.add_argument(
+            "Lease length of a claimed message (default: PGQRS['DEFAULT_LOCK_TIME']).",
+        ),
+        arg(
             "--max-attempts",
             type=count,
             metavar="N",
             help="Deliveries before a failing message is dead-lettered "
             "(default: PGQRS['MAX_ATTEMPTS']).",
-        )
-        parser.add_argument(
+        ),
+        arg(
             "--dead-letter-queue",
             type=queue_name,
             metavar="QUEUE",
             help="Existing queue that receives messages whose attempts run out (default: "
             "none, they are archived as 'dead').",
-        )
+        ),
+    )
 
     def run(self, ctx: Context, options: dict[str, Any]) -> Output:
         queue = ctx.admin.create_queue(
@@ -57,9 +56,12 @@ class QueueCreate(Subcommand):
 
 
 class QueueList(Subcommand):
+    """List queues.
+
+    example: manage.py pgqrs queue list
+    """
+
     path = ("queue", "list")
-    help = "List queues."
-    example = "manage.py pgqrs queue list"
 
     def run(self, ctx: Context, options: dict[str, Any]) -> Output:
         rows = [queue_row(q) for q in ctx.admin.list_queues()]
@@ -67,24 +69,26 @@ class QueueList(Subcommand):
 
 
 class QueueGet(Subcommand):
-    path = ("queue", "get")
-    help = "Show one queue's settings."
-    example = "manage.py pgqrs queue get emails"
+    """Show one queue's settings.
 
-    def add_arguments(self, parser: CommandParser) -> None:
-        add_queue_argument(parser)
+    example: manage.py pgqrs queue get emails
+    """
+
+    path = ("queue", "get")
+    arguments = (QUEUE,)
 
     def run(self, ctx: Context, options: dict[str, Any]) -> Output:
         return Output(queue_row(ctx.admin.get_queue(options["queue"])))
 
 
 class QueueDelete(Subcommand):
-    path = ("queue", "delete")
-    help = "Delete a queue with its active and archived messages."
-    example = "manage.py pgqrs queue delete old-emails"
+    """Delete a queue with its active and archived messages.
 
-    def add_arguments(self, parser: CommandParser) -> None:
-        add_queue_argument(parser)
+    example: manage.py pgqrs queue delete old-emails
+    """
+
+    path = ("queue", "delete")
+    arguments = (QUEUE,)
 
     def run(self, ctx: Context, options: dict[str, Any]) -> Output:
         name = options["queue"]
@@ -97,38 +101,38 @@ class QueueDelete(Subcommand):
 
 
 class QueuePurge(Subcommand):
-    path = ("queue", "purge")
-    help = "Delete every active message of a queue (the archive is kept)."
-    example = "manage.py pgqrs queue purge emails"
+    """Delete every active message of a queue (the archive is kept).
 
-    def add_arguments(self, parser: CommandParser) -> None:
-        add_queue_argument(parser)
+    example: manage.py pgqrs queue purge emails
+    """
+
+    path = ("queue", "purge")
+    arguments = (QUEUE,)
 
     def run(self, ctx: Context, options: dict[str, Any]) -> Output:
-        name = options["queue"]
-        deleted = ctx.admin.purge_queue(name)
-        return Output(
-            {"queue": name, "deleted": deleted},
-            text=f"deleted {deleted} active messages from queue {name!r}",
-        )
+        deleted = ctx.admin.purge_queue(name := options["queue"])
+        text = f"deleted {deleted} active messages from queue {name!r}"
+        return Output({"queue": name, "deleted": deleted}, text=text)
 
 
-class QueueMetricsCommand(Subcommand):
+class QueueMetrics(Subcommand):
+    """Counts per queue: ready, delayed, in flight, archived by outcome, oldest age.
+
+    Show the metrics of one queue (JSON: an object) or of every queue (JSON: a list).
+
+    example: manage.py pgqrs queue metrics
+    """
+
     path = ("queue", "metrics")
-    help = "Counts per queue: ready, delayed, in flight, archived by outcome, oldest age."
-    description = (
-        "Show the metrics of one queue (JSON: an object) or of every queue (JSON: a list)."
-    )
-    example = "manage.py pgqrs queue metrics"
-
-    def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument(
+    arguments = (
+        arg(
             "queue",
             metavar="QUEUE",
             type=queue_name,
             nargs="?",
             help="Queue name (default: every queue).",
-        )
+        ),
+    )
 
     def run(self, ctx: Context, options: dict[str, Any]) -> Output:
         if options["queue"] is not None:
@@ -140,9 +144,7 @@ class QueueMetricsCommand(Subcommand):
 
 class _SetPaused(Subcommand):
     paused: ClassVar[bool]
-
-    def add_arguments(self, parser: CommandParser) -> None:
-        add_queue_argument(parser)
+    arguments = (QUEUE,)
 
     def run(self, ctx: Context, options: dict[str, Any]) -> Output:
         queue = ctx.admin.set_paused(options["queue"], self.paused)
@@ -151,16 +153,22 @@ class _SetPaused(Subcommand):
 
 
 class QueuePause(_SetPaused):
+    """Pause a queue: it accepts messages but hands none out.
+
+    example: manage.py pgqrs queue pause emails
+    """
+
     path = ("queue", "pause")
-    help = "Pause a queue: it accepts messages but hands none out."
-    example = "manage.py pgqrs queue pause emails"
     paused = True
 
 
 class QueueResume(_SetPaused):
+    """Resume a paused queue.
+
+    example: manage.py pgqrs queue resume emails
+    """
+
     path = ("queue", "resume")
-    help = "Resume a paused queue."
-    example = "manage.py pgqrs queue resume emails"
     paused = False
 
 
@@ -170,7 +178,7 @@ SUBCOMMANDS: list[type[Subcommand]] = [
     QueueGet,
     QueueDelete,
     QueuePurge,
-    QueueMetricsCommand,
+    QueueMetrics,
     QueuePause,
     QueueResume,
 ]

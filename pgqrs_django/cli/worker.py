@@ -4,27 +4,27 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from django.core.management.base import CommandParser
-
 from pgqrs_django.formatting import WORKER_COLUMNS, format_seconds, worker_row
 
-from .base import Context, Subcommand, add_worker_argument
+from .base import WORKER, Context, Subcommand, arg, duration_option, flag
 from .output import Output
-from .types import duration, queue_name
+from .types import queue_name
+
+#: ``--timeout`` of reclaim and health: how old a heartbeat may be.
+STALE_AFTER = "Heartbeat age that counts as {} (default: PGQRS['STALE_WORKER_TIMEOUT'])."
 
 
 class WorkerList(Subcommand):
-    path = ("worker", "list")
-    help = "List workers with their status and heartbeat."
-    example = "manage.py pgqrs worker list --running"
+    """List workers with their status and heartbeat.
 
-    def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument(
-            "--queue", type=queue_name, metavar="QUEUE", help="Only workers serving this queue."
-        )
-        parser.add_argument(
-            "--running", action="store_true", help="Only running workers (not stopped)."
-        )
+    example: manage.py pgqrs worker list --running
+    """
+
+    path = ("worker", "list")
+    arguments = (
+        arg("--queue", type=queue_name, metavar="QUEUE", help="Only workers serving this queue."),
+        flag("--running", help="Only running workers (not stopped)."),
+    )
 
     def run(self, ctx: Context, options: dict[str, Any]) -> Output:
         admin = ctx.admin
@@ -35,12 +35,13 @@ class WorkerList(Subcommand):
 
 
 class WorkerShow(Subcommand):
-    path = ("worker", "show")
-    help = "Show one worker."
-    example = "manage.py pgqrs worker show web-1"
+    """Show one worker.
 
-    def add_arguments(self, parser: CommandParser) -> None:
-        add_worker_argument(parser)
+    example: manage.py pgqrs worker show web-1
+    """
+
+    path = ("worker", "show")
+    arguments = (WORKER,)
 
     def run(self, ctx: Context, options: dict[str, Any]) -> Output:
         admin = ctx.admin
@@ -53,9 +54,7 @@ class _WorkerAction(Subcommand):
     #: The PgqrsAdmin method that acts on the worker, and what the table output says.
     method: ClassVar[str]
     done: ClassVar[str]
-
-    def add_arguments(self, parser: CommandParser) -> None:
-        add_worker_argument(parser)
+    arguments = (WORKER,)
 
     def run(self, ctx: Context, options: dict[str, Any]) -> Output:
         worker = getattr(ctx.admin, self.method)(options["worker"])
@@ -63,89 +62,82 @@ class _WorkerAction(Subcommand):
 
 
 class WorkerSuspend(_WorkerAction):
+    """Ask a worker to stop claiming (it finishes what it holds and keeps heartbeating).
+
+    example: manage.py pgqrs worker suspend web-1
+    """
+
     path = ("worker", "suspend")
-    help = "Ask a worker to stop claiming (it finishes what it holds and keeps heartbeating)."
-    example = "manage.py pgqrs worker suspend web-1"
     method, done = "suspend_worker", "suspended"
 
 
 class WorkerResume(_WorkerAction):
+    """Let a suspended worker claim again.
+
+    example: manage.py pgqrs worker resume web-1
+    """
+
     path = ("worker", "resume")
-    help = "Let a suspended worker claim again."
-    example = "manage.py pgqrs worker resume web-1"
     method, done = "resume_worker", "resumed"
 
 
 class WorkerShutdown(_WorkerAction):
+    """Ask a worker to stop gracefully at its next poll.
+
+    example: manage.py pgqrs worker shutdown web-1
+    """
+
     path = ("worker", "shutdown")
-    help = "Ask a worker to stop gracefully at its next poll."
-    example = "manage.py pgqrs worker shutdown web-1"
     method, done = "shutdown_worker", "asked to shut down"
 
 
 class WorkerReclaim(Subcommand):
-    path = ("worker", "reclaim")
-    help = "Stop workers with a stale heartbeat and make their messages ready again."
-    example = "manage.py pgqrs worker reclaim --timeout 2m"
+    """Stop workers with a stale heartbeat and make their messages ready again.
 
-    def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument(
-            "--timeout",
-            type=duration,
-            metavar="DURATION",
-            help="Heartbeat age that counts as dead (default: PGQRS['STALE_WORKER_TIMEOUT']).",
-        )
+    example: manage.py pgqrs worker reclaim --timeout 2m
+    """
+
+    path = ("worker", "reclaim")
+    arguments = (duration_option("--timeout", STALE_AFTER.format("dead")),)
 
     def run(self, ctx: Context, options: dict[str, Any]) -> Output:
         result = ctx.admin.reclaim(options["timeout"])
-        return Output(
-            result.as_dict(),
-            text=f"stopped {result.workers} stale workers; {result.messages} messages "
-            "made ready again",
-        )
+        text = f"stopped {result.workers} stale workers; {result.messages} messages made ready"
+        return Output(result.as_dict(), text=f"{text} again")
 
 
 class WorkerPurge(Subcommand):
-    path = ("worker", "purge")
-    help = "Delete rows of workers that stopped longer ago than --older-than."
-    example = "manage.py pgqrs worker purge --older-than 30d"
+    """Delete rows of workers that stopped longer ago than --older-than.
 
-    def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument(
-            "--older-than",
-            type=duration,
-            default=7 * 86400.0,
-            metavar="DURATION",
-            help="Stopped for longer than this (default: 7d).",
-        )
+    example: manage.py pgqrs worker purge --older-than 30d
+    """
+
+    path = ("worker", "purge")
+    arguments = (
+        duration_option(
+            "--older-than", "Stopped for longer than this (default: 7d).", default=7 * 86400.0
+        ),
+    )
 
     def run(self, ctx: Context, options: dict[str, Any]) -> Output:
-        age = options["older_than"]
-        deleted = ctx.admin.purge_old_workers(age)
-        return Output(
-            {"deleted": deleted, "older_than": age},
-            text=f"deleted {deleted} workers stopped over {format_seconds(age)} ago",
-        )
+        deleted = ctx.admin.purge_old_workers(age := options["older_than"])
+        text = f"deleted {deleted} workers stopped over {format_seconds(age)} ago"
+        return Output({"deleted": deleted, "older_than": age}, text=text)
 
 
 class WorkerHealth(Subcommand):
-    path = ("worker", "health")
-    help = "Exit 1 if a worker is stale or a queue with ready messages has no live worker."
-    description = (
-        "Healthy means: no running worker has a heartbeat older than the stale timeout, and "
-        "every queue that has ready messages and is not paused is served by at least one "
-        "worker whose status is 'ready' and whose heartbeat is fresh. Exits 1 otherwise, so "
-        "it can serve as a liveness probe."
-    )
-    example = "manage.py pgqrs worker health"
+    """Exit 1 if a worker is stale or a queue with ready messages has no live worker.
 
-    def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument(
-            "--timeout",
-            type=duration,
-            metavar="DURATION",
-            help="Heartbeat age that counts as stale (default: PGQRS['STALE_WORKER_TIMEOUT']).",
-        )
+    Healthy means: no running worker has a heartbeat older than the stale timeout, and every
+    queue that has ready messages and is not paused is served by at least one worker whose
+    status is 'ready' and whose heartbeat is fresh. Exits 1 otherwise, so it can serve as a
+    liveness probe.
+
+    example: manage.py pgqrs worker health
+    """
+
+    path = ("worker", "health")
+    arguments = (duration_option("--timeout", STALE_AFTER.format("stale")),)
 
     def run(self, ctx: Context, options: dict[str, Any]) -> Output:
         report = ctx.admin.health(options["timeout"])

@@ -5,6 +5,7 @@ The loop itself is :class:`pgqrs_django.worker.WorkerRuntime`; see docs/worker.m
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from django.core.management.base import CommandParser
@@ -120,22 +121,8 @@ def handle(options: dict[str, Any]) -> int:
     """Start a worker as ``options`` say, serve until it stops, and return its exit code.
     Bad handlers or queues raise (InvalidInput, QueueNotFound...) before anything is claimed."""
     configure_logging(options["log_level"], layout=LOG_LAYOUT)
-    runtime = WorkerRuntime(
-        WorkerOptions(
-            queues=options["queues"],
-            handlers=options["handlers"],
-            concurrency=options["concurrency"],
-            batch_size=options["batch_size"],
-            lock_time=options["lock_time"],
-            burst=options["burst"],
-            max_messages=options["max_messages"],
-            poll_interval=options["poll_interval"],
-            listen=options["listen"],
-            grace=options["grace"],
-            name=options["name"],
-            async_commit=options["async_commit"],
-            periodic=options["periodic"],
-        )
-    )
+    # The flags are named after WorkerOptions' fields (dest= where the flag reads otherwise).
+    fields = {field.name for field in dataclasses.fields(WorkerOptions)}
+    runtime = WorkerRuntime(WorkerOptions(**{k: v for k, v in options.items() if k in fields}))
     runtime.prepare()
     return runtime.run(install_signal_handlers=True)
