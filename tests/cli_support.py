@@ -46,10 +46,11 @@ class Result:
         return self.err.splitlines()
 
 
-def run_cli(*args: object, stdin: str = "") -> Result:
+def run_cli(*args: object, stdin: str = "", command: type[Command] = Command) -> Result:
     """Run ``manage.py pgqrs *args`` in this process, as ``manage.py`` would (the command's
     ``main``, which ``run_from_argv`` calls), and return its exit code and output. SystemExit
-    is not expected: ``main`` returns the code."""
+    is not expected: ``main`` returns the code. ``command`` may be a subclass of the
+    command, to see how it reports what a subcommand raised."""
     out, err = io.StringIO(), io.StringIO()
     package = logging.getLogger("pgqrs_django")
     level, handlers = package.level, list(package.handlers)
@@ -58,7 +59,7 @@ def run_cli(*args: object, stdin: str = "") -> Result:
     try:
         # --help and --version print through argparse, on sys.stdout.
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = Command(stdout=out, stderr=err).main(["manage.py", "pgqrs", *map(str, args)])
+            code = command(stdout=out, stderr=err).main(["manage.py", "pgqrs", *map(str, args)])
     finally:
         sys.stdin = saved_stdin
         package.setLevel(level)
@@ -66,12 +67,12 @@ def run_cli(*args: object, stdin: str = "") -> Result:
     return Result(code, out.getvalue(), err.getvalue())
 
 
-def run_in_savepoint(*args: object, stdin: str = "") -> Result:
+def run_in_savepoint(*args: object, stdin: str = "", command: type[Command] = Command) -> Result:
     """``run_cli`` inside a savepoint that is rolled back afterwards: whatever the command did,
     or a database error it met, stays out of the test's transaction (outside tests the
     command runs in autocommit mode)."""
     with transaction.atomic(using=conf.database()):
-        result = run_cli(*args, stdin=stdin)
+        result = run_cli(*args, stdin=stdin, command=command)
         transaction.set_rollback(True, using=conf.database())
     return result
 
