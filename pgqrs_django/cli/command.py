@@ -83,6 +83,7 @@ class CliCommand(BaseCommand):
         return parser
 
     def add_base_argument(self, parser: CommandParser, *args: Any, **kwargs: Any) -> None:
+        """Django's hook for its standard flags, kept as it is; also recorded here."""
         self._base_arguments.append((args, kwargs))
         super().add_base_argument(parser, *args, **kwargs)
 
