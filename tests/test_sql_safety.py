@@ -47,8 +47,8 @@ SQL_LIKE = [
 #: console (a test harness, not the package's runtime) takes no bound parameters; the database
 #: name it interpolates is checked against a strict identifier pattern first.
 ALLOWED_FUNCTIONS = {
-    "pgbouncer:admin": "PgBouncer admin console command, test harness only",
-    "pgbouncer:close_server_connections": "database name validated as an identifier",
+    "testing.pgbouncer:admin": "PgBouncer admin console command, test harness only",
+    "testing.pgbouncer:close_server_connections": "database name validated as an identifier",
 }
 
 
@@ -128,8 +128,11 @@ def is_constant(node: ast.expr | None, module: Module, modules: dict[str, Module
 def _sink_args(call: ast.Call) -> list[ast.expr]:
     func = call.func
     name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
-    is_self = isinstance(func, ast.Attribute) and getattr(func.value, "id", "") == "self"
-    if is_self and name == "execute":  # BaseCommand.execute, not SQL
+    receiver = func.value if isinstance(func, ast.Attribute) else None
+    is_command = getattr(receiver, "id", "") == "self" or (
+        isinstance(receiver, ast.Call) and getattr(receiver.func, "id", "") == "super"
+    )
+    if is_command and name == "execute":  # BaseCommand.execute (self. or super().), not SQL
         return []
     if (isinstance(func, ast.Attribute) and name in SINK_METHODS) or name in SINK_FUNCTIONS:
         args = list(call.args[:2] if name == "RunSQL" else call.args[:1])
@@ -256,9 +259,8 @@ def package_sources() -> dict[str, str]:
     sources = {}
     for path in sorted(PACKAGE.rglob("*.py")):
         relative = path.relative_to(PACKAGE).with_suffix("")
-        sources[".".join(relative.parts) if relative.parts[0] == "migrations" else path.stem] = (
-            path.read_text()
-        )
+        # Dotted below the top level: cli/worker.py must not hide worker.py.
+        sources[".".join(relative.parts)] = path.read_text()
     return sources
 
 
