@@ -128,6 +128,9 @@ argv = st.sampled_from([WELL_FORMED] * 4 + [WITH_DJANGO_FLAGS] * 2 + [MIXED] * 2
 argv = argv.flatmap(lambda strategy: strategy)
 
 
+SETTINGS_MODULE = os.environ["DJANGO_SETTINGS_MODULE"]
+SYS_PATH = list(sys.path)
+
 #: What a subcommand may fail with, exit code 1, while the database is up.
 DESIGNED_FAILURES = ("pgqrs: error: unhealthy: ",)
 
@@ -158,9 +161,10 @@ def test_any_arguments_give_0_1_or_2_and_never_a_traceback(
 ) -> None:
     note(f"seed {SEED} (PGQRS_CLI_SEED={SEED} replays this run)")
     monkeypatch.chdir(tmp_path)  # --out PATH writes here
-    # --settings and --pythonpath change the environment and sys.path, as in manage.py.
-    monkeypatch.setenv("DJANGO_SETTINGS_MODULE", os.environ["DJANGO_SETTINGS_MODULE"])
-    monkeypatch.setattr(sys, "path", list(sys.path))
+    # --settings and --pythonpath change the environment and sys.path, as in manage.py:
+    # each example starts from the test process's own.
+    monkeypatch.setenv("DJANGO_SETTINGS_MODULE", SETTINGS_MODULE)
+    monkeypatch.setattr(sys, "path", list(SYS_PATH))
     if not Queue.objects.filter(name="dead").exists():
         PgqrsAdmin().create_queue("dead")
         PgqrsAdmin().register_worker(["jobs"], name="w1")
