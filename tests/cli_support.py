@@ -68,13 +68,15 @@ def run_cli(*args: object, stdin: str = "", command: type[Command] = Command) ->
 
 
 def run_in_savepoint(*args: object, stdin: str = "", command: type[Command] = Command) -> Result:
-    """``run_cli`` inside a savepoint that is rolled back afterwards: whatever the command did,
-    or a database error it met, stays out of the test's transaction (outside tests the
-    command runs in autocommit mode)."""
-    with transaction.atomic(using=conf.database()):
-        result = run_cli(*args, stdin=stdin, command=command)
-        transaction.set_rollback(True, using=conf.database())
-    return result
+    """``run_cli`` inside savepoints that are rolled back afterwards: whatever the command did,
+    or a database error it met, stays out of the test's transactions (outside tests the
+    command runs in autocommit mode). One on pgqrs's alias and one on ``default``, which
+    ``--database default`` reaches under ``make test-queue-db``."""
+    with contextlib.ExitStack() as stack:
+        for alias in {conf.database(), "default"}:
+            stack.enter_context(transaction.atomic(using=alias))
+            stack.callback(transaction.set_rollback, True, using=alias)
+        return run_cli(*args, stdin=stdin, command=command)
 
 
 def call(*args: object, **options: Any) -> str:
@@ -118,12 +120,14 @@ def cli_env(database_url: str) -> dict[str, str]:
 @contextlib.contextmanager
 def database_alias(alias: str, url: str | None = None, **changes: Any) -> Iterator[str]:
     """A database alias that exists for the block only, for ``--database alias``: a copy of
-    pgqrs's alias with ``changes`` (``OPTIONS``, ``USER``...), or the server at ``url``. Its
-    OPTIONS hold no ``connect_timeout`` unless ``changes`` give one."""
+    pgqrs's alias with ``changes`` (``USER``...; ``OPTIONS`` are added to its own), or the
+    server at ``url``. Its OPTIONS hold no ``connect_timeout`` unless ``changes`` give one."""
     settings_dict = copy.deepcopy(connections.settings[conf.database()])
-    settings_dict["OPTIONS"] = {}
-    if url is not None:
-        settings_dict.update(environ.Env.db_url_config(url))
+    # OPTIONS may say where the server is (an embedded one's socket directory): kept.
+    settings_dict["OPTIONS"].pop("connect_timeout", None)
+    if url is not None:  # another server: its URL says all (OPTIONS included, if any)
+        settings_dict.update({"OPTIONS": {}, **environ.Env.db_url_config(url)})
+    settings_dict["OPTIONS"].update(changes.pop("OPTIONS", {}))
     settings_dict.update(changes)
     connections.settings[alias] = settings_dict
     try:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from pgqrs_django import Consumer, PgqrsAdmin, Producer
+from pgqrs_django import Consumer, PgqrsAdmin, Producer, conf
 from pgqrs_django.models import Queue
 from tests.cli_support import (
     EVERY_SUBCOMMAND,
@@ -364,7 +364,7 @@ def test_a_database_that_never_answers_fails_within_10_seconds(
 def test_a_real_process_reports_a_refused_database_in_one_line() -> None:
     url = f"postgresql://postgres@127.0.0.1:{closed_port()}/postgres"
     line = assert_process_fails(subprocess_cli("queue", "list", env=cli_env(url)))
-    assert line.startswith("pgqrs: error: cannot use database 'default': ")
+    assert line.startswith(f"pgqrs: error: cannot use database {conf.database()!r}: ")
     assert "Connection refused" in line or "connect" in line
 
 
