@@ -5,6 +5,7 @@ table to prove that bad input changes nothing."""
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import io
 import json
@@ -13,11 +14,13 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import environ
 from django.core.management import call_command
-from django.db import transaction
+from django.db import connections, transaction
 
 from pgqrs_django import conf
 from pgqrs_django.management.commands.pgqrs import Command
@@ -43,10 +46,11 @@ class Result:
         return self.err.splitlines()
 
 
-def run_cli(*args: object, stdin: str = "") -> Result:
+def run_cli(*args: object, stdin: str = "", command: type[Command] = Command) -> Result:
     """Run ``manage.py pgqrs *args`` in this process, as ``manage.py`` would (the command's
     ``main``, which ``run_from_argv`` calls), and return its exit code and output. SystemExit
-    is not expected: ``main`` returns the code."""
+    is not expected: ``main`` returns the code. ``command`` may be a subclass of the
+    command, to see how it reports what a subcommand raised."""
     out, err = io.StringIO(), io.StringIO()
     package = logging.getLogger("pgqrs_django")
     level, handlers = package.level, list(package.handlers)
@@ -55,7 +59,7 @@ def run_cli(*args: object, stdin: str = "") -> Result:
     try:
         # --help and --version print through argparse, on sys.stdout.
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = Command(stdout=out, stderr=err).main(["manage.py", "pgqrs", *map(str, args)])
+            code = command(stdout=out, stderr=err).main(["manage.py", "pgqrs", *map(str, args)])
     finally:
         sys.stdin = saved_stdin
         package.setLevel(level)
@@ -63,14 +67,16 @@ def run_cli(*args: object, stdin: str = "") -> Result:
     return Result(code, out.getvalue(), err.getvalue())
 
 
-def run_in_savepoint(*args: object, stdin: str = "") -> Result:
-    """``run_cli`` inside a savepoint that is rolled back afterwards: whatever the command did,
-    or a database error it met, stays out of the test's transaction (outside tests the
-    command runs in autocommit mode)."""
-    with transaction.atomic(using=conf.database()):
-        result = run_cli(*args, stdin=stdin)
-        transaction.set_rollback(True, using=conf.database())
-    return result
+def run_in_savepoint(*args: object, stdin: str = "", command: type[Command] = Command) -> Result:
+    """``run_cli`` inside savepoints that are rolled back afterwards: whatever the command did,
+    or a database error it met, stays out of the test's transactions (outside tests the
+    command runs in autocommit mode). One on pgqrs's alias and one on ``default``, which
+    ``--database default`` reaches under ``make test-queue-db``."""
+    with contextlib.ExitStack() as stack:
+        for alias in {conf.database(), "default"}:
+            stack.enter_context(transaction.atomic(using=alias))
+            stack.callback(transaction.set_rollback, True, using=alias)
+        return run_cli(*args, stdin=stdin, command=command)
 
 
 def call(*args: object, **options: Any) -> str:
@@ -109,6 +115,27 @@ def cli_env(database_url: str) -> dict[str, str]:
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     env.pop("PGCONNECT_TIMEOUT", None)
     return env
+
+
+@contextlib.contextmanager
+def database_alias(alias: str, url: str | None = None, **changes: Any) -> Iterator[str]:
+    """A database alias that exists for the block only, for ``--database alias``: a copy of
+    pgqrs's alias with ``changes`` (``USER``...; ``OPTIONS`` are added to its own), or the
+    server at ``url``. Its OPTIONS hold no ``connect_timeout`` unless ``changes`` give one."""
+    settings_dict = copy.deepcopy(connections.settings[conf.database()])
+    # OPTIONS may say where the server is (an embedded one's socket directory): kept.
+    settings_dict["OPTIONS"].pop("connect_timeout", None)
+    if url is not None:  # another server: its URL says all (OPTIONS included, if any)
+        settings_dict.update({"OPTIONS": {}, **environ.Env.db_url_config(url)})
+    settings_dict["OPTIONS"].update(changes.pop("OPTIONS", {}))
+    settings_dict.update(changes)
+    connections.settings[alias] = settings_dict
+    try:
+        yield alias
+    finally:
+        connections[alias].close()
+        del connections[alias]
+        del connections.settings[alias]
 
 
 def snapshot() -> dict[str, list[tuple[Any, ...]]]:

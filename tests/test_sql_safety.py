@@ -150,8 +150,11 @@ def is_constant(node: ast.expr | None, module: Module, modules: dict[str, Module
 def _sink_args(call: ast.Call) -> list[ast.expr]:
     func = call.func
     name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
-    is_self = isinstance(func, ast.Attribute) and getattr(func.value, "id", "") == "self"
-    if is_self and name == "execute":  # BaseCommand.execute, not SQL
+    receiver = func.value if isinstance(func, ast.Attribute) else None
+    is_command = getattr(receiver, "id", "") == "self" or (
+        isinstance(receiver, ast.Call) and getattr(receiver.func, "id", "") == "super"
+    )
+    if is_command and name == "execute":  # BaseCommand.execute (self. or super().), not SQL
         return []
     if (isinstance(func, ast.Attribute) and name in SINK_METHODS) or name in SINK_FUNCTIONS:
         args = list(call.args[:2] if name == "RunSQL" else call.args[:1])
