@@ -193,15 +193,13 @@ class Consumer:
         texts, times = self._archive_values(msgs, results, durations)
 
         def archive(cursor: Any, queue_id: int, leases: list[tuple[int, int]]) -> set[int]:
-            return sql.archive_held(
-                cursor,
-                queue_id,
-                leases,
-                outcome=Archive.Outcome.SUCCEEDED,
-                worker_name=self.worker_name,
+            record = sql.ArchiveRecord(
+                Archive.Outcome.SUCCEEDED,
+                self.worker_name,
                 results=[texts[pk] for pk, _ in leases],
                 durations=[times[pk] for pk, _ in leases],
             )
+            return sql.archive_held(cursor, queue_id, leases, record)
 
         return self._archived(msgs, self._on_held(msgs, archive))
 
@@ -339,14 +337,8 @@ class Consumer:
                 else:
                     final = Archive.Outcome.DEAD
                 if final is not None:
-                    sql.archive_held(
-                        cursor,
-                        self.queue.pk,
-                        [lease],
-                        outcome=final,
-                        worker_name=self.worker_name,
-                        error=text,
-                    )
+                    record = sql.ArchiveRecord(final, self.worker_name, error=text)
+                    sql.archive_held(cursor, self.queue.pk, [lease], record)
         if locked is not None:
             self._send_failure(msg_id, text, retry, retry_in, dead_letter_queue_id)
         self._settle([msg], set())
