@@ -39,6 +39,14 @@ def backoff_delay(attempt: int) -> float:
     return max(0.0, delay * (1.0 + random.uniform(-jitter, jitter)))
 
 
+def error_class(error: BaseException | str) -> str:
+    """The dotted path of an exception's class (``builtins.ValueError``), stored with its
+    text; "" for an error given as text."""
+    if not isinstance(error, BaseException):
+        return ""
+    return f"{type(error).__module__}.{type(error).__qualname__}"
+
+
 def error_text(error: BaseException | str) -> str:
     """An error as stored: the full traceback for exceptions, the text otherwise."""
     if isinstance(error, BaseException):
@@ -312,14 +320,17 @@ class Consumer:
         With deliveries left (``read_ct < max_attempts``) the message is retried after an
         exponential backoff with jitter; otherwise it is dead-lettered: moved to the queue's
         dead-letter queue if it has one, else archived with outcome ``dead``. With
-        ``retry=False`` it is archived at once with outcome ``failed``. ``error`` (an
-        exception keeps its traceback) is stored. False if the lease was lost.
+        ``retry=False`` it is archived at once with outcome ``failed``. ``error`` is stored:
+        an exception as its traceback and its class path, text as given: on the message
+        (``last_error``, ``last_error_class``) while it waits for its retry or sits in the
+        dead-letter queue, in the archive (``error``, ``error_class``) once it leaves. False
+        if the lease was lost.
         """
         lease = self._lease(msg)
         if lease is None:
             return False
         msg_id, token = lease
-        text = error_text(error)
+        text, kind = error_text(error), error_class(error)
         retry_in: float | None = None
         dead_letter_queue_id: int | None = None
         with transaction.atomic(using=self.using), connections[self.using].cursor() as cursor:
@@ -331,13 +342,15 @@ class Consumer:
                     final = Archive.Outcome.FAILED
                 elif read_ct < max_attempts:
                     retry_in = backoff_delay(read_ct)
-                    sql.retry_later(cursor, msg_id, retry_in, text)
+                    sql.retry_later(cursor, msg_id, retry_in, text, kind)
                 elif dead_letter_queue_id is not None:
-                    sql.move_to_dead_letter_queue(cursor, msg_id, dead_letter_queue_id, text)
+                    sql.move_to_dead_letter_queue(cursor, msg_id, dead_letter_queue_id, text, kind)
                 else:
                     final = Archive.Outcome.DEAD
                 if final is not None:
-                    record = sql.ArchiveRecord(final, self.worker_name, error=text)
+                    record = sql.ArchiveRecord(
+                        final, self.worker_name, error=text, error_class=kind
+                    )
                     sql.archive_held(cursor, self.queue.pk, [lease], record)
         if locked is not None:
             self._send_failure(msg_id, text, retry, retry_in, dead_letter_queue_id)

@@ -216,6 +216,14 @@ class Message(AsDictMixin, models.Model):
     # NULL, not "", means "no key": the partial unique index skips NULLs.
     dedupe_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
     last_error = models.TextField(blank=True, default="")
+    # db_default: raw inserts that leave it out (the enqueue statement) get "" too.
+    last_error_class = models.TextField(
+        blank=True,
+        default="",
+        db_default="",
+        help_text="Dotted path of the exception class of the last error; empty when the "
+        "error was not an exception.",
+    )
 
     objects = MessageQuerySet.as_manager()
 
@@ -297,6 +305,13 @@ class Archive(AsDictMixin, models.Model):
     # A name, not a foreign key: history outlives purged worker rows.
     worker_name = models.CharField(max_length=200, blank=True, default="")
     error = models.TextField(blank=True, default="", help_text="Error text and traceback.")
+    error_class = models.TextField(
+        blank=True,
+        default="",
+        db_default="",
+        help_text="Dotted path of the exception class of the error ('builtins.ValueError'); "
+        "empty when the error was not an exception (a cancel reason, ...).",
+    )
     result = models.JSONField(null=True, blank=True)
 
     objects = ArchiveQuerySet.as_manager()

@@ -16,10 +16,8 @@ The message payload::
 
 from __future__ import annotations
 
-import builtins
 import dataclasses
 import datetime as dt
-import re
 from typing import Any
 
 from django.conf import settings
@@ -287,7 +285,7 @@ class PgqrsBackend(BaseTaskBackend):
             status=TaskResultStatus.RUNNING if running else TaskResultStatus.READY,
             finished_at=None,
             last_attempted_at=msg.claimed_at if running else None,
-            errors=[task_error(msg.last_error)] if msg.last_error else [],
+            errors=[task_error(msg.last_error, msg.last_error_class)] if msg.last_error else [],
             worker_ids=_worker_ids(msg.read_ct, holder),
         )
 
@@ -302,7 +300,7 @@ class PgqrsBackend(BaseTaskBackend):
             status=TaskResultStatus.SUCCESSFUL if succeeded else TaskResultStatus.FAILED,
             finished_at=row.archived_at,
             last_attempted_at=last_attempt if row.read_ct else None,
-            errors=[] if succeeded else [task_error(row.error)],
+            errors=[] if succeeded else [task_error(row.error, row.error_class)],
             worker_ids=_worker_ids(row.read_ct, row.worker_name),
         )
         if succeeded:
@@ -322,29 +320,12 @@ def _parse_time(value: object) -> dt.datetime | None:
     return dt.datetime.fromisoformat(value) if isinstance(value, str) else None
 
 
-# The exception line of a formatted traceback: "pkg.mod.Error: text" (builtins unqualified).
-_EXCEPTION_LINE = re.compile(r"([A-Za-z_][\w.]*)(?::|$)")
-
-
-def task_error(text: str) -> TaskError:
-    """A framework ``TaskError`` from a stored error: the exception class is read from the
-    last traceback's exception line; text that is no traceback (a cancel reason, a message
-    dead-lettered without running) becomes :class:`TaskNotCompleted`."""
-    path = f"{TaskNotCompleted.__module__}.{TaskNotCompleted.__qualname__}"
-    marker = "Traceback (most recent call last):\n"
-    start = text.rfind(marker)
-    if start >= 0:
-        # After the frames (indented lines) comes the exception line.
-        for line in text[start + len(marker) :].splitlines():
-            if line.startswith(" "):
-                continue
-            found = _EXCEPTION_LINE.match(line)
-            if found:
-                name = found.group(1)
-                if "." not in name and isinstance(getattr(builtins, name, None), type):
-                    name = f"builtins.{name}"
-                path = name
-            break
+def task_error(text: str, exception_class: str) -> TaskError:
+    """A framework ``TaskError`` from a stored error and its exception's class path (both
+    recorded by ``Consumer.fail``). An error that was no exception of the task's own (a
+    cancel reason, a message dead-lettered without running) has no class path and becomes
+    :class:`TaskNotCompleted`."""
+    path = exception_class or f"{TaskNotCompleted.__module__}.{TaskNotCompleted.__qualname__}"
     return TaskError(exception_class_path=path, traceback=text)
 
 
@@ -395,7 +376,9 @@ def run_task(message: Message) -> Any:
         args=args,
         kwargs=kwargs,
         backend=backend.alias,
-        errors=[task_error(message.last_error)] if message.last_error else [],
+        errors=[task_error(message.last_error, message.last_error_class)]
+        if message.last_error
+        else [],
         worker_ids=_worker_ids(message.read_ct, ""),
     )
     task_started.send(type(backend), task_result=result)

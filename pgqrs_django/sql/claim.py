@@ -32,7 +32,8 @@ SET vt = statement_timestamp() + %(lock)s * interval '1 second',
 FROM claimable
 WHERE m.id = claimable.id
 RETURNING m.id, m.queue_id, m.payload, m.priority, m.enqueued_at, m.vt, m.read_ct,
-          m.dequeued_at, m.claimed_at, m.consumer_id, m.dedupe_key, m.last_error
+          m.dequeued_at, m.claimed_at, m.consumer_id, m.dedupe_key, m.last_error,
+          m.last_error_class
 """
 CLAIM = "WITH" + CLAIMABLE + CLAIM_UPDATE
 

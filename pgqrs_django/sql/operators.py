@@ -14,9 +14,9 @@ WITH done AS (
 )
 INSERT INTO pgqrs_archive
     (id, queue_id, payload, priority, enqueued_at, vt, read_ct, dequeued_at, dedupe_key,
-     archived_at, outcome, duration, worker_name, error, result)
+     archived_at, outcome, duration, worker_name, error, error_class, result)
 SELECT id, queue_id, payload, priority, enqueued_at, vt, read_ct, dequeued_at, dedupe_key,
-       statement_timestamp(), %s, NULL, '', %s, NULL
+       statement_timestamp(), %s, NULL, '', %s, '', NULL
 FROM done
 RETURNING id
 """
@@ -37,12 +37,13 @@ WITH gone AS (
 )
 INSERT INTO pgqrs_message AS m
     (id, queue_id, payload, priority, enqueued_at, vt, read_ct, dequeued_at, claimed_at,
-     consumer_id, dedupe_key, last_error)
+     consumer_id, dedupe_key, last_error, last_error_class)
 SELECT id, queue_id, payload, priority, enqueued_at, statement_timestamp(), 0, NULL, NULL,
-       NULL, dedupe_key, error
+       NULL, dedupe_key, error, error_class
 FROM gone
 RETURNING m.id, m.queue_id, m.payload, m.priority, m.enqueued_at, m.vt, m.read_ct,
-          m.dequeued_at, m.claimed_at, m.consumer_id, m.dedupe_key, m.last_error
+          m.dequeued_at, m.claimed_at, m.consumer_id, m.dedupe_key, m.last_error,
+          m.last_error_class
 """
 
 

@@ -36,6 +36,7 @@ MESSAGE_COLUMNS = (
     "consumer_id",
     "dedupe_key",
     "last_error",
+    "last_error_class",
 )
 _PAYLOAD_INDEX = MESSAGE_COLUMNS.index("payload")
 _FIELD_NAMES = [f.attname for f in Message._meta.concrete_fields]
@@ -111,6 +112,7 @@ def new_message(alias: str, **values: Any) -> Message:
         "consumer_id": None,
         "dedupe_key": None,
         "last_error": "",
+        "last_error_class": "",
     }
     merged = {**defaults, **values}
     return _message(alias, [merged[name] for name in _FIELD_NAMES])

@@ -55,11 +55,11 @@ done AS (
 INSERT_ARCHIVE = """
 INSERT INTO pgqrs_archive
     (id, queue_id, payload, priority, enqueued_at, vt, read_ct, dequeued_at, dedupe_key,
-     archived_at, outcome, duration, worker_name, error, result)
+     archived_at, outcome, duration, worker_name, error, error_class, result)
 SELECT id, queue_id, payload, priority, enqueued_at, vt, read_ct, dequeued_at, dedupe_key,
        statement_timestamp(), %(outcome)s,
        COALESCE(duration, EXTRACT(EPOCH FROM statement_timestamp() - claimed_at)::float8),
-       %(worker_name)s, %(error)s, result
+       %(worker_name)s, %(error)s, %(error_class)s, result
 FROM done
 RETURNING id
 """
@@ -69,11 +69,13 @@ ARCHIVE = "WITH" + DELETE_HELD + INSERT_ARCHIVE
 @dataclass(frozen=True)
 class ArchiveRecord:
     """What ``INSERT_ARCHIVE`` records for the messages it moves (``results`` and
-    ``durations``: one per lease, in order, or None for none)."""
+    ``durations``: one per lease, in order, or None for none; ``error_class``: the dotted
+    path of the exception ``error`` comes from, if any)."""
 
     outcome: str
     worker_name: str
     error: str = ""
+    error_class: str = ""
     results: Sequence[str | None] | None = None
     durations: Sequence[float | None] | None = None
 
@@ -87,6 +89,7 @@ class ArchiveRecord:
             "outcome": self.outcome,
             "worker_name": self.worker_name,
             "error": self.error,
+            "error_class": self.error_class,
         }
 
 
@@ -194,7 +197,7 @@ FOR UPDATE OF m
 RETRY_LATER = """
 UPDATE pgqrs_message
 SET vt = statement_timestamp() + %s * interval '1 second',
-    claimed_at = NULL, consumer_id = NULL, last_error = %s
+    claimed_at = NULL, consumer_id = NULL, last_error = %s, last_error_class = %s
 WHERE id = %s
 """
 
@@ -203,7 +206,7 @@ WHERE id = %s
 MOVE_TO_DEAD_LETTER_QUEUE = """
 UPDATE pgqrs_message AS m
 SET queue_id = %s, vt = statement_timestamp(), read_ct = 0, claimed_at = NULL,
-    consumer_id = NULL, dequeued_at = NULL, last_error = %s,
+    consumer_id = NULL, dequeued_at = NULL, last_error = %s, last_error_class = %s,
     dedupe_key = CASE WHEN EXISTS (
         SELECT 1 FROM pgqrs_message AS o
         WHERE o.queue_id = %s AND o.dedupe_key = m.dedupe_key) THEN NULL ELSE m.dedupe_key END
@@ -219,9 +222,13 @@ def lock_for_fail(
     return None if row is None else (row[0], row[1], row[2])
 
 
-def retry_later(cursor: CursorWrapper, msg_id: int, delay: float, error: str) -> None:
-    cursor.execute(RETRY_LATER, [delay, error, msg_id])
+def retry_later(
+    cursor: CursorWrapper, msg_id: int, delay: float, error: str, error_class: str
+) -> None:
+    cursor.execute(RETRY_LATER, [delay, error, error_class, msg_id])
 
 
-def move_to_dead_letter_queue(cursor: CursorWrapper, msg_id: int, dlq_id: int, error: str) -> None:
-    cursor.execute(MOVE_TO_DEAD_LETTER_QUEUE, [dlq_id, error, dlq_id, msg_id])
+def move_to_dead_letter_queue(
+    cursor: CursorWrapper, msg_id: int, dlq_id: int, error: str, error_class: str
+) -> None:
+    cursor.execute(MOVE_TO_DEAD_LETTER_QUEUE, [dlq_id, error, error_class, dlq_id, msg_id])
