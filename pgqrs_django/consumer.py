@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import random
 import threading
 import traceback
@@ -22,7 +23,8 @@ from .signals import (
     message_failed,
     send_on_commit,
 )
-from .validation import payload_limits, positive_int, seconds, serialize_payload
+from .validation import payload_limits, positive_int, serialize_payload
+from .validation import seconds as check_seconds
 
 #: Longest error text kept (a traceback of a deep recursion can be megabytes).
 MAX_ERROR_CHARS = 65_536
@@ -118,7 +120,7 @@ class Consumer:
             "batch size",
             maximum=MAX_BATCH_SIZE,
         )
-        lock = seconds(
+        lock = check_seconds(
             lock_time if lock_time is not None else self.queue.visibility_timeout,
             "lock time",
             allow_zero=False,
@@ -290,15 +292,17 @@ class Consumer:
         """Release held messages in one round trip; one bool per message, in order."""
         return self._on_held(list(msgs), sql.release_held)
 
-    def extend_visibility(self, msg: MessageRef, seconds_: float) -> bool:
-        """Extend the lease of a held message by ``seconds_`` (from its current end, or from
-        now if it has run out). False if the lease was lost."""
-        return self.extend_visibility_batch([msg], seconds_)[0]
+    def extend_visibility(self, msg: MessageRef, seconds: float | dt.timedelta) -> bool:
+        """Extend the lease of a held message by ``seconds`` (a number or a timedelta; from
+        its current end, or from now if it has run out). False if the lease was lost."""
+        return self.extend_visibility_batch([msg], seconds)[0]
 
-    def extend_visibility_batch(self, msgs: Iterable[MessageRef], seconds_: float) -> list[bool]:
-        """Extend the leases of held messages in one round trip; one bool per message, in
-        order. Messages whose lease was lost are forgotten (False)."""
-        extra = seconds(seconds_, "seconds", allow_zero=False)
+    def extend_visibility_batch(
+        self, msgs: Iterable[MessageRef], seconds: float | dt.timedelta
+    ) -> list[bool]:
+        """Extend the leases of held messages by ``seconds`` in one round trip; one bool per
+        message, in order. Messages whose lease was lost are forgotten (False)."""
+        extra = check_seconds(seconds, "seconds", allow_zero=False)
         msgs = list(msgs)
         leases = [lease for lease in map(self._lease, msgs) if lease is not None]
         done: set[int] = set()

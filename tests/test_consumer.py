@@ -111,7 +111,7 @@ def test_extend_visibility_keeps_it_hidden(queue: Queue, shift_time) -> None:
     holder, other = Consumer("jobs"), Consumer("jobs")
     got = holder.dequeue(lock_time=10)
     assert got is not None
-    assert holder.extend_visibility(got.id, 100)
+    assert holder.extend_visibility(got.id, seconds=100)
     shift_time(msg.id, seconds=50)  # the original lease would have ended
     assert other.dequeue() is None
     row = Message.objects.get(pk=msg.id)
