@@ -36,33 +36,34 @@ from .signals import message_enqueued, send_on_commit
 from .validation import serialize_payload, validate_queue_name
 
 # Django 6 ships the framework as django.tasks; on Django 5.2 the django-tasks backport
-# provides the same classes under django_tasks (its InvalidTask is InvalidTaskError). Type
+# provides the same modules under django_tasks (its InvalidTask is InvalidTaskError). Type
 # checking follows django.tasks (django-stubs).
 try:
-    from django.tasks.backends.base import BaseTaskBackend
-    from django.tasks.base import (
-        DEFAULT_TASK_QUEUE_NAME,
-        Task,
-        TaskContext,
-        TaskError,
-        TaskResult,
-        TaskResultStatus,
-    )
-    from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
-    from django.tasks.signals import task_enqueued, task_finished, task_started
+    from django.tasks import base as tasks_base
+    from django.tasks import exceptions as tasks_exceptions
+    from django.tasks import signals as tasks_signals
+    from django.tasks.backends import base as tasks_backends
+
+    InvalidTask = tasks_exceptions.InvalidTask
 except ImportError:
-    from django_tasks.backends.base import BaseTaskBackend  # type: ignore[assignment]
-    from django_tasks.base import (  # type: ignore[assignment]
-        DEFAULT_TASK_QUEUE_NAME,
-        Task,
-        TaskContext,
-        TaskError,
-        TaskResult,
-        TaskResultStatus,
-    )
-    from django_tasks.exceptions import InvalidTaskError as InvalidTask  # type: ignore[assignment]
-    from django_tasks.exceptions import TaskResultDoesNotExist  # type: ignore[assignment]
-    from django_tasks.signals import task_enqueued, task_finished, task_started
+    from django_tasks import base as tasks_base  # type: ignore[no-redef]
+    from django_tasks import exceptions as tasks_exceptions  # type: ignore[no-redef]
+    from django_tasks import signals as tasks_signals  # type: ignore[no-redef]
+    from django_tasks.backends import base as tasks_backends  # type: ignore[no-redef]
+
+    InvalidTask = tasks_exceptions.InvalidTaskError  # type: ignore[attr-defined,misc]
+
+BaseTaskBackend = tasks_backends.BaseTaskBackend
+DEFAULT_TASK_QUEUE_NAME = tasks_base.DEFAULT_TASK_QUEUE_NAME
+Task = tasks_base.Task
+TaskContext = tasks_base.TaskContext
+TaskError = tasks_base.TaskError
+TaskResult = tasks_base.TaskResult
+TaskResultStatus = tasks_base.TaskResultStatus
+TaskResultDoesNotExist = tasks_exceptions.TaskResultDoesNotExist
+task_enqueued = tasks_signals.task_enqueued
+task_finished = tasks_signals.task_finished
+task_started = tasks_signals.task_started
 
 __all__ = [
     "InvalidTask",
