@@ -97,6 +97,7 @@ class Consumer:
 
     @property
     def worker_name(self) -> str:
+        """The name of the worker recorded as holder ("" for an anonymous consumer)."""
         return self.worker.name if self.worker is not None else ""
 
     # -- claiming -----------------------------------------------------------------------

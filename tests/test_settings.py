@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from django.core.checks import run_checks
@@ -16,8 +17,8 @@ from django.test.utils import override_settings
 from pgqrs_django import conf
 from pgqrs_django.exceptions import InvalidInput, InvalidSetting
 from pgqrs_django.models import Queue
-from tests.cli_support import ROOT
 
+ROOT = Path(__file__).resolve().parent.parent
 EnvSetter = Callable[..., None]
 
 
