@@ -15,7 +15,7 @@ PY312 := $(shell pyenv prefix 3.12 2>/dev/null)
 
 help:
 	@echo "make demo   - run the queue demo (embedded PostgreSQL unless DATABASE_URL is set)"
-	@echo "make test   - lint, type-check and run the whole test suite"
+	@echo "make test   - lint, type-check and run the whole test suite, with coverage"
 	@echo "make serve  - serve the example project's admin on http://127.0.0.1:8000/admin/"
 	@echo "make tox    - run the suite on Django 5.2 (py3.11) and Django 6.1 (py3.12)"
 	@echo "make docs   - build the documentation (mkdocs, strict) into site/"
@@ -44,7 +44,11 @@ format: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-test: lint pytest
+# The whole suite with coverage of pgqrs_django (its subprocesses too, see [tool.coverage.run]):
+# the total is printed, and the run fails when it drops below COVERAGE_FLOOR.
+COVERAGE_FLOOR := 96
+test: lint
+	$(BIN)/pytest --cov --cov-report=term --cov-fail-under=$(COVERAGE_FLOOR) $(PYTEST_ARGS)
 
 # Debian's pgbouncer, installed when missing (CI machines run as root).
 pgbouncer:

@@ -7,20 +7,21 @@ from typing import Any
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
-from django.core.exceptions import ImproperlyConfigured
 from django.db import connections, router
 
 from . import conf
+from .exceptions import InvalidSetting
 
 
 @register("pgqrs")
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     messages: list[CheckMessage] = []
-    raw = getattr(settings, "PGQRS", {})
-    if not isinstance(raw, dict):
+    try:
+        raw = conf.user_settings()
+    except InvalidSetting as exc:
         return [
             Error(
-                "settings.PGQRS must be a dict.",
+                f"{exc}.",
                 id="pgqrs.E004",
                 hint="Set PGQRS = {...} with the keys listed in the settings reference.",
             )
@@ -33,13 +34,10 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                 hint="Known keys: " + ", ".join(sorted(conf.DEFAULTS)) + ".",
             )
         )
-    values: dict[str, Any] = {}
-    for key in conf.DEFAULTS:
-        try:
-            values[key] = conf.get(key)
-        except ImproperlyConfigured as exc:
-            messages.append(Error(str(exc), id="pgqrs.E003"))
-    messages += _check_values(values)
+    for problem in conf.problems():
+        messages.append(Error(f"{problem}.", id="pgqrs.E003"))
+    values = conf.resolve().values
+    messages += _check_heartbeat(values)
     alias = values.get("DATABASE")
     if isinstance(alias, str):
         if alias not in settings.DATABASES:
@@ -86,37 +84,15 @@ def _check_routing(alias: str) -> list[CheckMessage]:
     ]
 
 
-def _check_values(values: dict[str, Any]) -> list[CheckMessage]:
-    messages: list[CheckMessage] = []
-    if "DATABASE" in values and not isinstance(values["DATABASE"], str):
-        messages.append(
-            Error("PGQRS['DATABASE'] must be a database alias (a string).", id="pgqrs.E003")
-        )
-    for key in conf.POSITIVE_NUMBERS + conf.OPTIONAL_POSITIVE:
-        if key not in values or (values[key] is None and key in conf.OPTIONAL_POSITIVE):
-            continue
-        value = values[key]
-        is_number = isinstance(value, int | float) and not isinstance(value, bool)
-        if not is_number or value <= 0 or (key in conf.INTEGERS and not isinstance(value, int)):
-            kind = "a whole number" if key in conf.INTEGERS else "a number"
-            messages.append(
-                Error(f"PGQRS[{key!r}] must be {kind} > 0, not {value!r}.", id="pgqrs.E003")
-            )
-    jitter = values.get("RETRY_JITTER")
-    if jitter is not None and (not isinstance(jitter, int | float) or not 0 <= jitter <= 1):
-        messages.append(
-            Error(
-                f"PGQRS['RETRY_JITTER'] must be between 0 and 1, not {jitter!r}.", id="pgqrs.E003"
-            )
-        )
+def _check_heartbeat(values: dict[str, Any]) -> list[CheckMessage]:
     beat, stale = values.get("HEARTBEAT_INTERVAL"), values.get("STALE_WORKER_TIMEOUT")
-    if isinstance(beat, int | float) and isinstance(stale, int | float) and 0 < stale <= 2 * beat:
-        messages.append(
-            Warning(
-                f"STALE_WORKER_TIMEOUT ({stale}) is at most twice HEARTBEAT_INTERVAL ({beat}): "
-                "live workers may be taken for dead and their messages reclaimed.",
-                id="pgqrs.W002",
-                hint="Keep STALE_WORKER_TIMEOUT at least 3x HEARTBEAT_INTERVAL.",
-            )
+    if beat is None or stale is None or stale > 2 * beat:
+        return []
+    return [
+        Warning(
+            f"STALE_WORKER_TIMEOUT ({stale:g}) is at most twice HEARTBEAT_INTERVAL ({beat:g}): "
+            "live workers may be taken for dead and their messages reclaimed.",
+            id="pgqrs.W002",
+            hint="Keep STALE_WORKER_TIMEOUT at least 3x HEARTBEAT_INTERVAL.",
         )
-    return messages
+    ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import random
 import threading
 import traceback
@@ -22,7 +23,8 @@ from .signals import (
     message_failed,
     send_on_commit,
 )
-from .validation import payload_limits, positive_int, seconds, serialize_payload
+from .validation import payload_limits, positive_int, serialize_payload
+from .validation import seconds as check_seconds
 
 #: Longest error text kept (a traceback of a deep recursion can be megabytes).
 MAX_ERROR_CHARS = 65_536
@@ -37,6 +39,14 @@ def backoff_delay(attempt: int) -> float:
     jitter = float(conf.get("RETRY_JITTER"))
     delay = min(cap, base * 2.0 ** max(0, min(attempt - 1, 62)))
     return max(0.0, delay * (1.0 + random.uniform(-jitter, jitter)))
+
+
+def error_class(error: BaseException | str) -> str:
+    """The dotted path of an exception's class (``builtins.ValueError``), stored with its
+    text; "" for an error given as text."""
+    if not isinstance(error, BaseException):
+        return ""
+    return f"{type(error).__module__}.{type(error).__qualname__}"
 
 
 def error_text(error: BaseException | str) -> str:
@@ -87,6 +97,7 @@ class Consumer:
 
     @property
     def worker_name(self) -> str:
+        """The name of the worker recorded as holder ("" for an anonymous consumer)."""
         return self.worker.name if self.worker is not None else ""
 
     # -- claiming -----------------------------------------------------------------------
@@ -110,7 +121,7 @@ class Consumer:
             "batch size",
             maximum=MAX_BATCH_SIZE,
         )
-        lock = seconds(
+        lock = check_seconds(
             lock_time if lock_time is not None else self.queue.visibility_timeout,
             "lock time",
             allow_zero=False,
@@ -193,15 +204,13 @@ class Consumer:
         texts, times = self._archive_values(msgs, results, durations)
 
         def archive(cursor: Any, queue_id: int, leases: list[tuple[int, int]]) -> set[int]:
-            return sql.archive_held(
-                cursor,
-                queue_id,
-                leases,
-                outcome=Archive.Outcome.SUCCEEDED,
-                worker_name=self.worker_name,
+            record = sql.ArchiveRecord(
+                Archive.Outcome.SUCCEEDED,
+                self.worker_name,
                 results=[texts[pk] for pk, _ in leases],
                 durations=[times[pk] for pk, _ in leases],
             )
+            return sql.archive_held(cursor, queue_id, leases, record)
 
         return self._archived(msgs, self._on_held(msgs, archive))
 
@@ -284,15 +293,17 @@ class Consumer:
         """Release held messages in one round trip; one bool per message, in order."""
         return self._on_held(list(msgs), sql.release_held)
 
-    def extend_visibility(self, msg: MessageRef, seconds_: float) -> bool:
-        """Extend the lease of a held message by ``seconds_`` (from its current end, or from
-        now if it has run out). False if the lease was lost."""
-        return self.extend_visibility_batch([msg], seconds_)[0]
+    def extend_visibility(self, msg: MessageRef, seconds: float | dt.timedelta) -> bool:
+        """Extend the lease of a held message by ``seconds`` (a number or a timedelta; from
+        its current end, or from now if it has run out). False if the lease was lost."""
+        return self.extend_visibility_batch([msg], seconds)[0]
 
-    def extend_visibility_batch(self, msgs: Iterable[MessageRef], seconds_: float) -> list[bool]:
-        """Extend the leases of held messages in one round trip; one bool per message, in
-        order. Messages whose lease was lost are forgotten (False)."""
-        extra = seconds(seconds_, "seconds", allow_zero=False)
+    def extend_visibility_batch(
+        self, msgs: Iterable[MessageRef], seconds: float | dt.timedelta
+    ) -> list[bool]:
+        """Extend the leases of held messages by ``seconds`` in one round trip; one bool per
+        message, in order. Messages whose lease was lost are forgotten (False)."""
+        extra = check_seconds(seconds, "seconds", allow_zero=False)
         msgs = list(msgs)
         leases = [lease for lease in map(self._lease, msgs) if lease is not None]
         done: set[int] = set()
@@ -314,14 +325,17 @@ class Consumer:
         With deliveries left (``read_ct < max_attempts``) the message is retried after an
         exponential backoff with jitter; otherwise it is dead-lettered: moved to the queue's
         dead-letter queue if it has one, else archived with outcome ``dead``. With
-        ``retry=False`` it is archived at once with outcome ``failed``. ``error`` (an
-        exception keeps its traceback) is stored. False if the lease was lost.
+        ``retry=False`` it is archived at once with outcome ``failed``. ``error`` is stored:
+        an exception as its traceback and its class path, text as given: on the message
+        (``last_error``, ``last_error_class``) while it waits for its retry or sits in the
+        dead-letter queue, in the archive (``error``, ``error_class``) once it leaves. False
+        if the lease was lost.
         """
         lease = self._lease(msg)
         if lease is None:
             return False
         msg_id, token = lease
-        text = error_text(error)
+        text, kind = error_text(error), error_class(error)
         retry_in: float | None = None
         dead_letter_queue_id: int | None = None
         with transaction.atomic(using=self.using), connections[self.using].cursor() as cursor:
@@ -333,20 +347,16 @@ class Consumer:
                     final = Archive.Outcome.FAILED
                 elif read_ct < max_attempts:
                     retry_in = backoff_delay(read_ct)
-                    sql.retry_later(cursor, msg_id, retry_in, text)
+                    sql.retry_later(cursor, msg_id, retry_in, text, kind)
                 elif dead_letter_queue_id is not None:
-                    sql.move_to_dead_letter_queue(cursor, msg_id, dead_letter_queue_id, text)
+                    sql.move_to_dead_letter_queue(cursor, msg_id, dead_letter_queue_id, text, kind)
                 else:
                     final = Archive.Outcome.DEAD
                 if final is not None:
-                    sql.archive_held(
-                        cursor,
-                        self.queue.pk,
-                        [lease],
-                        outcome=final,
-                        worker_name=self.worker_name,
-                        error=text,
+                    record = sql.ArchiveRecord(
+                        final, self.worker_name, error=text, error_class=kind
                     )
+                    sql.archive_held(cursor, self.queue.pk, [lease], record)
         if locked is not None:
             self._send_failure(msg_id, text, retry, retry_in, dead_letter_queue_id)
         self._settle([msg], set())

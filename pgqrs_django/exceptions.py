@@ -6,6 +6,7 @@ also derive from :class:`ValueError`, so generic input handling catches them too
 
 from __future__ import annotations
 
+from django.core.exceptions import ImproperlyConfigured
 from django.db import OperationalError
 
 
@@ -19,6 +20,12 @@ class InvalidInput(PgqrsError, ValueError):
 
 class InvalidQueueName(InvalidInput):
     """A queue name is empty, too long or contains characters outside ``[A-Za-z0-9_.-]``."""
+
+
+class InvalidSetting(InvalidInput, ImproperlyConfigured):
+    """A ``PGQRS`` setting or ``PGQRS_*`` environment variable has a value of the wrong kind;
+    the message names the key or variable and the value. Also Django's
+    ``ImproperlyConfigured``, and an input error (exit code 2) for the commands."""
 
 
 class PayloadError(InvalidInput):

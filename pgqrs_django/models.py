@@ -39,6 +39,13 @@ def default_max_attempts() -> int:
     return int(conf.get("MAX_ATTEMPTS"))
 
 
+def error_class_field(help_text: str) -> models.TextField[str, str]:
+    """Where an exception's class path is kept beside the error text (``Consumer.fail``);
+    "" for an error that was no exception. ``db_default``: raw inserts that leave the column
+    out (the enqueue statement) get "" too."""
+    return models.TextField(blank=True, default="", db_default="", help_text=help_text)
+
+
 class QueueQuerySet(models.QuerySet["Queue"]):
     def named(self, name: str) -> Queue:
         """The queue with this name (``Queue.DoesNotExist`` if none)."""
@@ -216,6 +223,10 @@ class Message(AsDictMixin, models.Model):
     # NULL, not "", means "no key": the partial unique index skips NULLs.
     dedupe_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
     last_error = models.TextField(blank=True, default="")
+    last_error_class = error_class_field(
+        "Dotted path of the exception class of the last error; empty when the error was not "
+        "an exception."
+    )
 
     objects = MessageQuerySet.as_manager()
 
@@ -297,6 +308,10 @@ class Archive(AsDictMixin, models.Model):
     # A name, not a foreign key: history outlives purged worker rows.
     worker_name = models.CharField(max_length=200, blank=True, default="")
     error = models.TextField(blank=True, default="", help_text="Error text and traceback.")
+    error_class = error_class_field(
+        "Dotted path of the exception class of the error ('builtins.ValueError'); empty when "
+        "the error was not an exception (a cancel reason, ...)."
+    )
     result = models.JSONField(null=True, blank=True)
 
     objects = ArchiveQuerySet.as_manager()

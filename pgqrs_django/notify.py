@@ -84,24 +84,11 @@ class Listener:
         self.params["application_name"] = application_name[:63]
         self.on_notify = on_notify
         self._stop = threading.Event()
-        self._connected = threading.Event()
         self._thread = threading.Thread(target=self._run, name="pgqrs-listen", daemon=True)
-        self._conn: psycopg.Connection[Any] | None = None
         self._probed = False
-        #: Set when the probe showed that notifications do not reach this connection.
-        self.unsupported = False
-
-    @property
-    def connected(self) -> bool:
-        """Whether the LISTEN connection is up right now."""
-        return self._connected.is_set()
 
     def start(self) -> None:
         self._thread.start()
-
-    def wait_connected(self, timeout: float) -> bool:
-        """Block until the first LISTEN is in place (or ``timeout`` passes)."""
-        return self._connected.wait(timeout)
 
     def stop(self, timeout: float = 2.0) -> None:
         """Ask the thread to stop and wait for it (at most ``timeout`` seconds)."""
@@ -115,14 +102,12 @@ class Listener:
         while not self._stop.is_set():
             try:
                 with psycopg.connect(**self.params, autocommit=True) as conn:
-                    self._conn = conn
                     conn.execute(f"LISTEN {CHANNEL}")
                     if not self._probed:
                         heard = self._probe(conn)
                         if heard is None:  # asked to stop meanwhile
                             break
                         if not heard:
-                            self.unsupported = True
                             logger.error(
                                 "LISTEN does not work on this connection (a probe "
                                 "notification never came back within %gs: PgBouncer in "
@@ -133,7 +118,6 @@ class Listener:
                             )
                             return
                         self._probed = True
-                    self._connected.set()
                     if failing:
                         logger.warning("LISTEN connection restored")
                     failing, delay = False, RECONNECT_MIN
@@ -141,7 +125,6 @@ class Listener:
                     self.on_notify(None)
                     self._listen(conn)
             except Exception as exc:  # psycopg errors, or a bug in on_notify: keep listening
-                self._connected.clear()
                 if self._stop.is_set():
                     break
                 if not isinstance(exc, psycopg.Error):
@@ -151,9 +134,6 @@ class Listener:
                 failing = True
                 self._stop.wait(delay)
                 delay = min(RECONNECT_MAX, delay * 2)
-            finally:
-                self._conn = None
-                self._connected.clear()
 
     def _probe(self, conn: psycopg.Connection[Any]) -> bool | None:
         """Notify ourselves from a second connection and wait for it: True if it came back,

@@ -19,9 +19,10 @@ from .exceptions import DuplicateMessage, InvalidInput, RateLimitExceeded
 from .models import Message, Queue
 from .queues import QueueRef, unavailable_as_error
 from .signals import message_enqueued, send_on_commit
-from .validation import check_batch_size, payload_limits, seconds, serialize_payload
+from .validation import check_batch_size, payload_limits, serialize_payload
 from .validation import dedupe_key as check_dedupe_key
 from .validation import priority as check_priority
+from .validation import seconds as check_seconds
 
 
 class TokenBucket:
@@ -110,7 +111,7 @@ class Producer:
         return f"<Producer queue={self._queue.name!r}>"
 
     def _delay(self, delay: float | dt.timedelta | None) -> float:
-        return 0.0 if delay is None else seconds(delay, "delay")
+        return 0.0 if delay is None else check_seconds(delay, "delay")
 
     def _insert(
         self,
@@ -218,7 +219,7 @@ class Producer:
 
     def enqueue_delayed(self, payload: Any, delay: float | dt.timedelta, **kwargs: Any) -> Message:
         """Enqueue a message that becomes visible after ``delay`` seconds (or a timedelta)."""
-        return self.enqueue(payload, delay=seconds(delay, "delay"), **kwargs)
+        return self.enqueue(payload, delay=check_seconds(delay, "delay"), **kwargs)
 
     def enqueue_at(
         self,
@@ -241,11 +242,12 @@ class Producer:
             raise DuplicateMessage(self.queue.name, key or "")
         return inserted[0]
 
-    def extend_visibility(self, msg_id: int | Message, seconds_: float) -> bool:
-        """Keep a message of this queue invisible ``seconds_`` longer (from its current
-        visibility time, or from now if it is visible). Returns False if there is no such
-        active message. Unlike ``Consumer.extend_visibility`` this needs no lease."""
-        extra = seconds(seconds_, "seconds")
+    def extend_visibility(self, msg_id: int | Message, seconds: float | dt.timedelta) -> bool:
+        """Keep a message of this queue invisible ``seconds`` longer (a number or a timedelta;
+        from its current visibility time, or from now if it is visible). Returns False if
+        there is no such active message. Unlike ``Consumer.extend_visibility`` this needs no
+        lease."""
+        extra = check_seconds(seconds, "seconds")
         pk = msg_id.pk if isinstance(msg_id, Message) else msg_id
         with unavailable_as_error(self.using):
             updated = (

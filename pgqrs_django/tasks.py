@@ -16,10 +16,8 @@ The message payload::
 
 from __future__ import annotations
 
-import builtins
 import dataclasses
 import datetime as dt
-import re
 from typing import Any
 
 from django.conf import settings
@@ -38,33 +36,34 @@ from .signals import message_enqueued, send_on_commit
 from .validation import serialize_payload, validate_queue_name
 
 # Django 6 ships the framework as django.tasks; on Django 5.2 the django-tasks backport
-# provides the same classes under django_tasks (its InvalidTask is InvalidTaskError). Type
+# provides the same modules under django_tasks (its InvalidTask is InvalidTaskError). Type
 # checking follows django.tasks (django-stubs).
 try:
-    from django.tasks.backends.base import BaseTaskBackend
-    from django.tasks.base import (
-        DEFAULT_TASK_QUEUE_NAME,
-        Task,
-        TaskContext,
-        TaskError,
-        TaskResult,
-        TaskResultStatus,
-    )
-    from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
-    from django.tasks.signals import task_enqueued, task_finished, task_started
+    from django.tasks import base as tasks_base
+    from django.tasks import exceptions as tasks_exceptions
+    from django.tasks import signals as tasks_signals
+    from django.tasks.backends import base as tasks_backends
+
+    InvalidTask = tasks_exceptions.InvalidTask
 except ImportError:
-    from django_tasks.backends.base import BaseTaskBackend  # type: ignore[assignment]
-    from django_tasks.base import (  # type: ignore[assignment]
-        DEFAULT_TASK_QUEUE_NAME,
-        Task,
-        TaskContext,
-        TaskError,
-        TaskResult,
-        TaskResultStatus,
-    )
-    from django_tasks.exceptions import InvalidTaskError as InvalidTask  # type: ignore[assignment]
-    from django_tasks.exceptions import TaskResultDoesNotExist  # type: ignore[assignment]
-    from django_tasks.signals import task_enqueued, task_finished, task_started
+    from django_tasks import base as tasks_base  # type: ignore[no-redef]
+    from django_tasks import exceptions as tasks_exceptions  # type: ignore[no-redef]
+    from django_tasks import signals as tasks_signals  # type: ignore[no-redef]
+    from django_tasks.backends import base as tasks_backends  # type: ignore[no-redef]
+
+    InvalidTask = tasks_exceptions.InvalidTaskError  # type: ignore[attr-defined,misc]
+
+BaseTaskBackend = tasks_backends.BaseTaskBackend
+DEFAULT_TASK_QUEUE_NAME = tasks_base.DEFAULT_TASK_QUEUE_NAME
+Task = tasks_base.Task
+TaskContext = tasks_base.TaskContext
+TaskError = tasks_base.TaskError
+TaskResult = tasks_base.TaskResult
+TaskResultStatus = tasks_base.TaskResultStatus
+TaskResultDoesNotExist = tasks_exceptions.TaskResultDoesNotExist
+task_enqueued = tasks_signals.task_enqueued
+task_finished = tasks_signals.task_finished
+task_started = tasks_signals.task_started
 
 __all__ = [
     "InvalidTask",
@@ -287,7 +286,7 @@ class PgqrsBackend(BaseTaskBackend):
             status=TaskResultStatus.RUNNING if running else TaskResultStatus.READY,
             finished_at=None,
             last_attempted_at=msg.claimed_at if running else None,
-            errors=[task_error(msg.last_error)] if msg.last_error else [],
+            errors=[task_error(msg.last_error, msg.last_error_class)] if msg.last_error else [],
             worker_ids=_worker_ids(msg.read_ct, holder),
         )
 
@@ -302,7 +301,7 @@ class PgqrsBackend(BaseTaskBackend):
             status=TaskResultStatus.SUCCESSFUL if succeeded else TaskResultStatus.FAILED,
             finished_at=row.archived_at,
             last_attempted_at=last_attempt if row.read_ct else None,
-            errors=[] if succeeded else [task_error(row.error)],
+            errors=[] if succeeded else [task_error(row.error, row.error_class)],
             worker_ids=_worker_ids(row.read_ct, row.worker_name),
         )
         if succeeded:
@@ -322,29 +321,12 @@ def _parse_time(value: object) -> dt.datetime | None:
     return dt.datetime.fromisoformat(value) if isinstance(value, str) else None
 
 
-# The exception line of a formatted traceback: "pkg.mod.Error: text" (builtins unqualified).
-_EXCEPTION_LINE = re.compile(r"([A-Za-z_][\w.]*)(?::|$)")
-
-
-def task_error(text: str) -> TaskError:
-    """A framework ``TaskError`` from a stored error: the exception class is read from the
-    last traceback's exception line; text that is no traceback (a cancel reason, a message
-    dead-lettered without running) becomes :class:`TaskNotCompleted`."""
-    path = f"{TaskNotCompleted.__module__}.{TaskNotCompleted.__qualname__}"
-    marker = "Traceback (most recent call last):\n"
-    start = text.rfind(marker)
-    if start >= 0:
-        # After the frames (indented lines) comes the exception line.
-        for line in text[start + len(marker) :].splitlines():
-            if line.startswith(" "):
-                continue
-            found = _EXCEPTION_LINE.match(line)
-            if found:
-                name = found.group(1)
-                if "." not in name and isinstance(getattr(builtins, name, None), type):
-                    name = f"builtins.{name}"
-                path = name
-            break
+def task_error(text: str, exception_class: str) -> TaskError:
+    """A framework ``TaskError`` from a stored error and its exception's class path (both
+    recorded by ``Consumer.fail``). An error that was no exception of the task's own (a
+    cancel reason, a message dead-lettered without running) has no class path and becomes
+    :class:`TaskNotCompleted`."""
+    path = exception_class or f"{TaskNotCompleted.__module__}.{TaskNotCompleted.__qualname__}"
     return TaskError(exception_class_path=path, traceback=text)
 
 
@@ -395,7 +377,9 @@ def run_task(message: Message) -> Any:
         args=args,
         kwargs=kwargs,
         backend=backend.alias,
-        errors=[task_error(message.last_error)] if message.last_error else [],
+        errors=[task_error(message.last_error, message.last_error_class)]
+        if message.last_error
+        else [],
         worker_ids=_worker_ids(message.read_ct, ""),
     )
     task_started.send(type(backend), task_result=result)

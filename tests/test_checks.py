@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 from django.core.checks import run_checks
-from django.core.exceptions import ImproperlyConfigured
 from django.test.utils import override_settings
 
 from pgqrs_django import conf
+from pgqrs_django.exceptions import InvalidSetting
 
 
 def pgqrs_checks() -> list:
@@ -52,16 +52,11 @@ def test_e003_invalid_values(bad: dict[str, object]) -> None:
         assert "pgqrs.E003" in pgqrs_ids()
 
 
-def test_e003_unparsable_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PGQRS_MAX_ATTEMPTS", "many")
-    assert pgqrs_ids() == ["pgqrs.E003"]
-    with pytest.raises(ImproperlyConfigured, match="PGQRS_MAX_ATTEMPTS"):
-        conf.get("MAX_ATTEMPTS")
-
-
 def test_e004_pgqrs_not_a_dict() -> None:
     with override_settings(PGQRS=["DATABASE"]):
         assert pgqrs_ids() == ["pgqrs.E004"]
+        with pytest.raises(InvalidSetting, match=r"^settings.PGQRS must be a dict, not \['DA"):
+            conf.get("MAX_ATTEMPTS")
 
 
 def test_w001_unknown_key() -> None:
@@ -102,27 +97,6 @@ def test_w003_routers_that_do_not_migrate_the_pgqrs_tables() -> None:
     with override_settings(DATABASE_ROUTERS=[_WritesHereMigratesNowhere()]):
         messages = [m for m in pgqrs_checks() if m.id == "pgqrs.W003"]
     assert len(messages) == 1 and "do not let `migrate` create" in messages[0].msg
-
-
-def test_settings_are_read_at_use_time() -> None:
-    assert conf.get("DEFAULT_BATCH_SIZE") == 100
-    with override_settings(PGQRS={"DEFAULT_BATCH_SIZE": 7}):
-        assert conf.get("DEFAULT_BATCH_SIZE") == 7
-    assert conf.get("DEFAULT_BATCH_SIZE") == 100
-
-
-def test_environment_overrides_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PGQRS_DEFAULT_LOCK_TIME", "12.5")
-    monkeypatch.setenv("PGQRS_DEFAULT_BATCH_SIZE", "33")
-    monkeypatch.setenv("PGQRS_RATE_LIMIT", "none")
-    monkeypatch.setenv("PGQRS_DATABASE", "default")
-    with override_settings(PGQRS={"DEFAULT_LOCK_TIME": 1, "RATE_LIMIT": 5}):
-        assert conf.get("DEFAULT_LOCK_TIME") == 12.5
-        assert conf.get("DEFAULT_BATCH_SIZE") == 33
-        assert conf.get("RATE_LIMIT") is None
-        assert conf.database() == "default"
-    monkeypatch.setenv("PGQRS_RATE_LIMIT", "20")
-    assert conf.get("RATE_LIMIT") == 20.0
 
 
 def test_unknown_key_lookup_is_a_programming_error() -> None:

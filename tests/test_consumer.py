@@ -4,6 +4,7 @@ import time
 
 import pytest
 from django.conf import settings
+from django.db.models.functions import Now
 from django.test.utils import CaptureQueriesContext, override_settings
 
 from pgqrs_django import Consumer, PgqrsAdmin, Producer
@@ -110,7 +111,7 @@ def test_extend_visibility_keeps_it_hidden(queue: Queue, shift_time) -> None:
     holder, other = Consumer("jobs"), Consumer("jobs")
     got = holder.dequeue(lock_time=10)
     assert got is not None
-    assert holder.extend_visibility(got.id, 100)
+    assert holder.extend_visibility(got.id, seconds=100)
     shift_time(msg.id, seconds=50)  # the original lease would have ended
     assert other.dequeue() is None
     row = Message.objects.get(pk=msg.id)
@@ -295,6 +296,53 @@ def test_replay_dead_restores_the_message(queue: Queue, admin: PgqrsAdmin) -> No
     assert again is not None and again.id == sent.id and again.payload == {"again": True}
     assert consumer.archive(again)
     assert Archive.objects.get(pk=sent.id).outcome == Archive.Outcome.SUCCEEDED
+
+
+class Boom(Exception):
+    """A handler's own exception, stored by its class path."""
+
+
+def _raised(exc: BaseException, cause: BaseException | None = None) -> BaseException:
+    try:
+        raise exc from cause
+    except BaseException as caught:
+        return caught
+
+
+def test_the_exception_class_travels_with_the_error(admin: PgqrsAdmin) -> None:
+    """Stored by fail() beside the text: on the message while it waits for a retry and in
+    the dead-letter queue, in the archive once it leaves, back on the message on replay; an
+    error given as text has none, and success clears it."""
+    boom = f"{__name__}.Boom"
+    admin.create_queue("dlq", max_attempts=1)
+    admin.create_queue("work", max_attempts=2, dead_letter_queue="dlq")
+    first, second = Producer("work").batch_enqueue([{"n": 1}, {"n": 2}])
+    work = Consumer("work")
+    got = work.dequeue_batch(2)
+    assert work.fail(got[0], _raised(KeyError("k")))
+    assert work.fail(got[1], _raised(Boom("no retry"), KeyError("cause")), retry=False)
+    waiting = Message.objects.get(pk=first.id)
+    assert waiting.last_error_class == "builtins.KeyError" and "KeyError" in waiting.last_error
+    failed = Archive.objects.get(pk=second.id)
+    assert failed.outcome == Archive.Outcome.FAILED and failed.error_class == boom
+    assert admin.replay_dead("work", second.id).last_error_class == boom
+
+    Message.objects.filter(pk=first.id).update(vt=Now())
+    again, replayed = sorted(work.dequeue_batch(2), key=lambda m: m.id)
+    # The claim returns the class with the error.
+    assert (again.id, again.last_error_class) == (first.id, "builtins.KeyError")
+    assert (replayed.id, replayed.last_error_class) == (second.id, boom)
+    assert work.archive(replayed)
+    done = Archive.objects.get(pk=second.id)
+    assert (done.outcome, done.error, done.error_class) == ("succeeded", "", "")
+
+    assert work.fail(again, _raised(Boom("last try")))  # attempts used up: to the DLQ
+    moved = Message.objects.get(pk=first.id)
+    assert (moved.queue.name, moved.last_error_class) == ("dlq", boom)
+    dlq = Consumer("dlq")
+    assert dlq.fail(dlq.dequeue(), "given up")  # type: ignore[arg-type]
+    dead = Archive.objects.get(pk=first.id)
+    assert (dead.outcome, dead.error, dead.error_class) == ("dead", "given up", "")
 
 
 def test_paused_queue_hands_out_nothing(queue: Queue, admin: PgqrsAdmin) -> None:

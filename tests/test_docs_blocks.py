@@ -23,6 +23,7 @@ import re
 import shlex
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -108,6 +109,11 @@ def test_console_examples_live_in_the_cli_page() -> None:
     assert pages_with("console") == [ROOT / "docs" / "cli.md"]
 
 
+def declared_extras() -> set[str]:
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    return set(pyproject["project"]["optional-dependencies"])
+
+
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("page", pages_with("sh"), ids=ids)
 def test_shell_blocks(page: Path) -> None:
@@ -126,7 +132,10 @@ def test_shell_blocks(page: Path) -> None:
                 missing = set(words[1:]) - targets
                 assert not missing, f"`{shlex.join(words)}`: no Makefile target {missing}"
             elif words[:2] == ["pip", "install"]:
-                assert words[2:] == [project.group(1)], shlex.join(words)
+                # The package, with extras it declares: pgqrs-django[binary].
+                name, _, extras = words[2].partition("[")
+                assert len(words) == 3 and name == project.group(1), shlex.join(words)
+                assert set(filter(None, extras.rstrip("]").split(","))) <= declared_extras()
             elif words[:2] == ["python", "-m"]:
                 module = words[2]
                 assert importlib.util.find_spec(module), f"no module {module}"

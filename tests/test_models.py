@@ -8,9 +8,11 @@ from io import StringIO
 import pytest
 from django.conf import settings
 from django.core.management import call_command
+from django.db import connections
+from django.db.migrations.executor import MigrationExecutor
 from django.db.models.functions import Now
 
-from pgqrs_django import Consumer, Producer, sql
+from pgqrs_django import Consumer, Producer, conf, sql
 from pgqrs_django.models import Archive, Message, Queue, Worker
 from tests.factories import ArchiveFactory, MessageFactory, QueueFactory, WorkerFactory
 
@@ -83,3 +85,49 @@ def test_as_dict_and_str() -> None:
     assert set(data) == set(sql.MESSAGE_COLUMNS)
     assert str(msg.queue) == "d" and "message" in str(msg)
     assert msg.attempts == 0
+
+
+TRACEBACK = """Traceback (most recent call last):
+  File "app.py", line 3, in handler
+    raise KeyError("inner")
+KeyError: 'inner'
+
+The above exception was the direct cause of the following exception:
+
+Traceback (most recent call last):
+  File "app.py", line 5, in handler
+    raise ReportError("outer")
+app.errors.ReportError: outer
+second line: with colon
+"""
+
+
+@pytest.mark.django_db(
+    transaction=True, databases=[alias for alias in settings.DATABASES if alias != "sqlite"]
+)
+def test_migration_0006_reads_the_class_of_errors_recorded_before_it() -> None:
+    """Errors stored before 0006 kept their class only in the traceback: the migration reads
+    it from there once (the last traceback's exception line; builtins qualified)."""
+    connection = connections[conf.database()]
+    before, after = [("pgqrs", "0005_schedule")], [("pgqrs", "0006_error_class")]
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    try:
+        old = executor.loader.project_state(before).apps
+        queue = old.get_model("pgqrs", "Queue").objects.create(name="old")
+        errors = {1: TRACEBACK, 2: "Traceback (most recent call last):\nOSError: disk", 3: "x"}
+        for pk, text in errors.items():
+            fields = {"queue_id": queue.pk, "payload": {}, "enqueued_at": Now(), "vt": Now()}
+            old.get_model("pgqrs", "Message").objects.create(id=pk, last_error=text, **fields)
+            old.get_model("pgqrs", "Archive").objects.create(
+                id=pk + 10, error=text, outcome="dead", **fields
+            )
+        MigrationExecutor(connection).migrate(after)
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.migrate(executor.loader.graph.leaf_nodes("pgqrs"))
+    expected = {1: "app.errors.ReportError", 2: "builtins.OSError", 3: ""}
+    messages = dict(Message.objects.values_list("pk", "last_error_class"))
+    archived = dict(Archive.objects.values_list("pk", "error_class"))
+    assert messages == expected
+    assert archived == {pk + 10: path for pk, path in expected.items()}

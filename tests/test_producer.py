@@ -217,7 +217,7 @@ def test_unknown_and_invalid_queue_names(db: None) -> None:
 def test_producer_extend_visibility(queue: Queue) -> None:
     producer = Producer("jobs")
     msg = producer.enqueue({})
-    assert producer.extend_visibility(msg.id, 120)
+    assert producer.extend_visibility(msg.id, seconds=dt.timedelta(minutes=2))
     row = Message.objects.get(pk=msg.id)
     assert 115 <= (row.vt - msg.vt).total_seconds() <= 125
     assert Consumer("jobs").dequeue() is None

@@ -320,26 +320,11 @@ def test_a_cancelled_task_failed_without_an_exception_of_its_own(queues: None) -
     assert issubclass(TaskNotCompleted, PgqrsError)
 
 
-def test_error_classes_are_read_from_the_last_traceback() -> None:
-    def formatted(exc: BaseException) -> str:
-        from pgqrs_django.consumer import error_text
-
-        return error_text(exc)
-
-    try:
-        try:
-            raise KeyError("inner")
-        except KeyError as exc:
-            raise tasks.ReportError("outer\nsecond line: with colon") from exc
-    except tasks.ReportError as exc:
-        chained = formatted(exc)
-    assert task_error(chained).exception_class_path == "tests.testapp.tasks.ReportError"
-    try:
-        raise OSError("disk")
-    except OSError as exc:
-        assert task_error(formatted(exc)).exception_class is OSError
-    path = task_error("delivered 6 times, over max_attempts=5").exception_class_path
-    assert path == "pgqrs_django.tasks.TaskNotCompleted"
+def test_an_error_without_a_class_is_a_task_not_completed() -> None:
+    assert task_error("Traceback ...", "builtins.OSError").exception_class is OSError
+    error = task_error("delivered 6 times, over max_attempts=5", "")
+    assert error.exception_class_path == "pgqrs_django.tasks.TaskNotCompleted"
+    assert error.traceback == "delivered 6 times, over max_attempts=5"
 
 
 # -- ENQUEUE_ON_COMMIT ---------------------------------------------------------------------
