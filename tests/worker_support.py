@@ -70,6 +70,20 @@ def wait_until(check: Callable[[], Any], timeout: float = 60, what: str = "") ->
         time.sleep(0.05)
 
 
+def wait_for_statements_started_before(moment: float, ask: Callable[[str, list[Any]], Any]) -> None:
+    """Wait (up to 30 s) until no other backend still runs a statement it started before
+    ``moment`` (epoch seconds). A statement sent by a process that has since been killed or
+    frozen runs on, and may commit: look at what that process held only after this.
+    ``ask(sql, params)`` runs one query on some connection and returns its single value."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and ask(
+        "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database() "
+        "AND pid <> pg_backend_pid() AND state = 'active' AND query_start <= to_timestamp(%s))",
+        [moment],
+    ):
+        time.sleep(0.01)
+
+
 def terminate_other_backends() -> int:
     """``pg_terminate_backend`` every other connection to this database; how many."""
     with pgqrs_connection().cursor() as cursor:

@@ -37,7 +37,11 @@ django.setup()
 from pgqrs_django.models import Archive, Message, Worker  # noqa: E402
 from tests.databases import pgqrs_connection  # noqa: E402
 from tests.testapp.models import Execution  # noqa: E402
-from tests.worker_support import WorkerProcess, terminate_other_backends  # noqa: E402
+from tests.worker_support import (  # noqa: E402
+    WorkerProcess,
+    terminate_other_backends,
+    wait_for_statements_started_before,
+)
 
 WORKER_ARGS = ["--concurrency", "4", "--batch-size", "50", "--poll-interval", "0.2"]
 # Failed deliveries (a handler whose connection was terminated) come back quickly.
@@ -60,26 +64,16 @@ def running_handlers(alive: list[WorkerProcess]) -> dict[int, Worker]:
     }
 
 
-def statements_running_since(moment: float) -> bool:
-    """Whether another backend is still running a statement it started before ``moment``
-    (an epoch time)."""
+def ask(sql: str, params: list[Any]) -> Any:
     with pgqrs_connection().cursor() as cursor:
-        cursor.execute(
-            "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database() "
-            "AND pid <> pg_backend_pid() AND state = 'active' "
-            "AND query_start <= to_timestamp(%s))",
-            [moment],
-        )
-        return bool(cursor.fetchone()[0])
+        cursor.execute(sql, params)
+        return cursor.fetchone()[0]
 
 
 def kill(victim: WorkerProcess, row: Worker) -> dict[str, Any]:
     """SIGKILL ``victim``; the leases it left behind (message id -> read_ct)."""
     victim.kill()
-    killed_at = time.time()
-    deadline = time.monotonic() + 30
-    while statements_running_since(killed_at) and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_for_statements_started_before(time.time(), ask)
     held = Message.objects.filter(consumer_id=row.pk, claimed_at__isnull=False)
     return {
         "pid": victim.pid,
