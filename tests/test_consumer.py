@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import datetime as dt
 import time
 
 import pytest
@@ -11,7 +10,7 @@ from pgqrs_django import Consumer, PgqrsAdmin, Producer
 from pgqrs_django.consumer import backoff_delay, error_text
 from pgqrs_django.exceptions import InvalidInput, PayloadNotSerializable
 from pgqrs_django.models import Archive, Message, Queue
-from tests.databases import pgqrs_connection
+from tests.databases import pgqrs_connection, server_now
 from tests.factories import WorkerFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.pgbouncer]
@@ -24,13 +23,18 @@ def test_enqueue_dequeue_archive_round_trip(queue: Queue) -> None:
     assert got is not None
     assert (got.id, got.payload, got.read_ct) == (sent.id, {"hello": "world"}, 1)
     assert got.claimed_at is not None and got.dequeued_at is not None
+    before = server_now()
     assert consumer.archive(got.id, result={"sent": True})
+    after = server_now()
     assert not Message.objects.filter(pk=sent.id).exists()
     row = Archive.objects.get(pk=sent.id)
     assert row.outcome == Archive.Outcome.SUCCEEDED
     assert row.payload == {"hello": "world"} and row.result == {"sent": True}
     assert row.read_ct == 1 and row.enqueued_at == sent.enqueued_at
-    assert row.duration is not None and row.duration >= 0
+    # Without a duration from the caller: from the claim to the archive statement.
+    assert row.duration is not None
+    assert (before - got.claimed_at).total_seconds() <= row.duration
+    assert row.duration <= (after - got.claimed_at).total_seconds()
     assert consumer.dequeue() is None
 
 
@@ -91,13 +95,6 @@ def test_claimed_message_is_invisible_until_its_lease_ends(queue: Queue, shift_t
     shift_time(msg.id, seconds=61)
     again = second.dequeue()
     assert again is not None and again.id == msg.id and again.read_ct == 2
-
-
-def server_now() -> dt.datetime:
-    """The database server's clock (the one leases are measured against)."""
-    with pgqrs_connection().cursor() as cursor:
-        cursor.execute("SELECT statement_timestamp()")
-        return cursor.fetchone()[0]
 
 
 def test_lease_expiry_in_real_time(queue: Queue) -> None:
