@@ -34,10 +34,15 @@ from django.db import transaction
 
 from pgqrs_django import PgqrsAdmin, Producer
 from pgqrs_django.models import Archive, Message, Worker
+from tests.conftest import skip_with_a_queue_database
 from tests.databases import pgqrs_connection
 from tests.testapp.models import Execution
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.slow,
+    skip_with_a_queue_database,
+]
 
 TOTAL = 20_000
 

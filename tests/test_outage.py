@@ -41,6 +41,7 @@ import pytest
 
 from pgqrs_django import embedded
 from pgqrs_django.testing.pgbouncer import free_port
+from tests.conftest import skip_with_a_queue_database
 from tests.worker_support import (
     ROOT,
     WorkerProcess,
@@ -48,7 +49,7 @@ from tests.worker_support import (
     wait_until,
 )
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, skip_with_a_queue_database]
 
 OUTAGE_SECONDS = 10
 LONG_LEASE, SHORT_LEASE = 120, 3
