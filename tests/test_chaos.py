@@ -1,5 +1,5 @@
 """Chaos: 20,000 messages drained by 4 ``pgqrs_worker`` processes while a separate process
-(tests/scripts/chaos.py) SIGKILLs, every second, a worker that is running handlers (never one
+(tests/scripts/chaos.py) SIGKILLs, every half second, a worker that is running handlers (never one
 still starting up), starting a replacement each time, and once terminates every backend
 connection to the database.
 
@@ -60,7 +60,7 @@ def test_chaos_every_message_archived_once_and_duplicates_belong_to_killed_worke
         sent = {m.id for m in Producer("chaos").batch_enqueue([{"n": n} for n in range(TOTAL)])}
     assert len(sent) == TOTAL
     monkey = run_script(
-        "chaos", "chaos", TOTAL, tmp_path, "--workers", 4, "--every", 1, "--seed", seed
+        "chaos", "chaos", TOTAL, tmp_path, "--workers", 4, "--every", 0.5, "--seed", seed
     )
     out, err = monkey.communicate(timeout=1200)
     assert monkey.returncode == 0, err[-3000:]

@@ -45,7 +45,7 @@ from tests.conftest import skip_with_a_queue_database
 from tests.worker_support import (
     ROOT,
     WorkerProcess,
-    wait_for_statements_started_before,
+    wait_for_backends,
     wait_until,
 )
 
@@ -154,7 +154,11 @@ def test_workers_and_producers_survive_postgresql_stopped_for_10_seconds(
     args = ["--queue", "long", "--queue", "short", "--concurrency", "4", "--poll-interval", "0.2"]
     args += ["--handler", "long=tests.testapp.jobs.chaos"]
     args += ["--handler", "short=tests.testapp.jobs.chaos"]
-    a, b = [WorkerProcess(args, env, tmp_path / f"worker-{i}.log") for i in range(2)]
+    # B's connections carry a name of their own, to tell when they have gone quiet.
+    a, b = (
+        WorkerProcess(args, {**env, "PGAPPNAME": f"outage-worker-{i}"}, tmp_path / f"{i}.log")
+        for i in ("a", "b")
+    )
     producer = subprocess.Popen(
         [sys.executable, "-m", "tests.scripts.outage_producer", "0.1", "long", "short"],
         cwd=ROOT,
@@ -176,9 +180,8 @@ def test_workers_and_producers_survive_postgresql_stopped_for_10_seconds(
         # statements it had sent have finished.
         while True:
             wait_until(lambda: in_flight(held_by(server, b_id)), timeout=60, what="B busy")
-            frozen_at = time.time()
             b.signal(signal.SIGSTOP)
-            wait_for_statements_started_before(frozen_at, server.value)
+            wait_for_backends("outage-worker-b", server.value, gone=False)
             held = held_by(server, b_id)
             if in_flight(held):
                 break

@@ -70,18 +70,36 @@ def wait_until(check: Callable[[], Any], timeout: float = 60, what: str = "") ->
         time.sleep(0.05)
 
 
-def wait_for_statements_started_before(moment: float, ask: Callable[[str, list[Any]], Any]) -> None:
-    """Wait (up to 30 s) until no other backend still runs a statement it started before
-    ``moment`` (epoch seconds). A statement sent by a process that has since been killed or
-    frozen runs on, and may commit: look at what that process held only after this.
-    ``ask(sql, params)`` runs one query on some connection and returns its single value."""
+def wait_for_backends(
+    application_name: str, ask: Callable[[str, list[Any]], Any], *, gone: bool
+) -> None:
+    """Wait until the database connections of a process started with ``PGAPPNAME`` =
+    ``application_name`` have ended (``gone``: the process was killed) or run nothing (it
+    was frozen). A statement such a process sent before it died or froze still runs, and may
+    commit: look at what the process held only after this. ``ask(sql, params)`` runs one
+    query on another connection and returns its single value. When waiting for a killed
+    process, check beforehand that its connections carry the name."""
+    if not gone:  # the name must be on the connections, or there is nothing to wait for
+        assert ask(
+            "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = %s)",
+            [application_name],
+        ), f"no connection named {application_name}"
+    busy = "" if gone else " AND state = 'active'"
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and ask(
-        "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database() "
-        "AND pid <> pg_backend_pid() AND state = 'active' AND query_start <= to_timestamp(%s))",
-        [moment],
-    ):
-        time.sleep(0.01)
+    quiet = 0
+    while quiet < 2:  # twice in a row: a statement just sent may not have started yet
+        if ask(
+            "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = %s"
+            + busy
+            + ")",
+            [application_name],
+        ):
+            quiet = 0
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the connections of {application_name} never settled")
+        else:
+            quiet += 1
+        time.sleep(0.05)
 
 
 def terminate_other_backends() -> int:

@@ -4,15 +4,16 @@ Starts ``--workers`` ``pgqrs_worker`` processes on QUEUE, then every ``--every``
 SIGKILLs one of them and starts a replacement, until TOTAL messages of the queue are in the
 archive. A victim is drawn (with ``--seed``) only from the workers that are running
 handlers: registered, holding leased messages, and with at least one handler execution
-recorded; a tick with no such worker kills nothing. After each kill, once every statement
-that was running at the kill has ended (the victim's last statement may still commit), it
+recorded; a tick with no such worker kills nothing. After each kill, once the victim's
+database connections have ended (a statement it had sent may still commit until then), it
 records the messages the victim still held and their lease (``read_ct``): its work in flight.
 
-Once, when half of the messages are archived, it terminates every other backend connection
-to the database (``pg_terminate_backend``). Then it stops the survivors with SIGTERM and
-prints one JSON line: the seed, the pids it started, each kill with the work in flight it
-left, the ticks that found no victim, how many backends it terminated, the survivors' exit
-codes and the elapsed time.
+Once half of the messages are archived, it kills no more until every worker is running
+handlers, then terminates every other backend connection to the database
+(``pg_terminate_backend``) once, and goes on killing. Then it stops the survivors with
+SIGTERM and prints one JSON line: the seed, the pids it started, each kill with the work in
+flight it left, the ticks that found no victim, how many backends it terminated, the
+survivors' exit codes and the elapsed time.
 
     python -m tests.scripts.chaos QUEUE TOTAL LOGDIR --seed N [--workers 4] [--every 1]
 """
@@ -40,7 +41,7 @@ from tests.testapp.models import Execution  # noqa: E402
 from tests.worker_support import (  # noqa: E402
     WorkerProcess,
     terminate_other_backends,
-    wait_for_statements_started_before,
+    wait_for_backends,
 )
 
 WORKER_ARGS = ["--concurrency", "4", "--batch-size", "50", "--poll-interval", "0.2"]
@@ -64,6 +65,14 @@ def running_handlers(alive: list[WorkerProcess]) -> dict[int, Worker]:
     }
 
 
+#: The application_name (PGAPPNAME) of each worker's connections, by pid.
+names: dict[int, str] = {}
+
+
+def application_name(pid: int) -> str:
+    return names[pid]
+
+
 def ask(sql: str, params: list[Any]) -> Any:
     with pgqrs_connection().cursor() as cursor:
         cursor.execute(sql, params)
@@ -71,9 +80,12 @@ def ask(sql: str, params: list[Any]) -> Any:
 
 
 def kill(victim: WorkerProcess, row: Worker) -> dict[str, Any]:
-    """SIGKILL ``victim``; the leases it left behind (message id -> read_ct)."""
+    """SIGKILL ``victim``; the leases it left behind (message id -> read_ct), read once its
+    database connections have ended."""
+    name = application_name(victim.pid)
+    assert ask("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", [name])
     victim.kill()
-    wait_for_statements_started_before(time.time(), ask)
+    wait_for_backends(name, ask, gone=True)
     held = Message.objects.filter(consumer_id=row.pk, claimed_at__isnull=False)
     return {
         "pid": victim.pid,
@@ -97,8 +109,13 @@ def main() -> int:
 
     def start() -> WorkerProcess:
         log = args.logdir / f"worker-{len(started)}.log"
-        worker = WorkerProcess(["--queue", args.queue, *WORKER_ARGS], env, log)
+        # Its connections carry a name of their own, to tell when they have ended.
+        name = f"chaos-worker-{len(started)}"
+        worker = WorkerProcess(
+            ["--queue", args.queue, *WORKER_ARGS], {**env, "PGAPPNAME": name}, log
+        )
         started.append(worker.pid)
+        names[worker.pid] = name
         return worker
 
     began = time.monotonic()
@@ -114,6 +131,12 @@ def main() -> int:
             if archived >= args.total or time.monotonic() - began > TIME_LIMIT:
                 break
             candidates = running_handlers(alive)
+            if terminated is None and archived >= args.total // 2:
+                # No kill until every worker runs handlers, so that every one of them loses
+                # its connections.
+                if len(candidates) == len(alive):
+                    terminated = terminate_other_backends()
+                continue
             if not candidates:
                 no_victim += 1
                 continue
@@ -121,8 +144,6 @@ def main() -> int:
             victim = next(w for w in alive if w.pid == pid)
             kills.append(kill(victim, candidates[pid]))
             alive[alive.index(victim)] = start()
-            if terminated is None and archived >= args.total // 2:
-                terminated = terminate_other_backends()
         # Stop the survivors once each has started serving (a worker still importing Django
         # has no signal handler yet and would die of the SIGTERM).
         wait_until = time.monotonic() + 120
