@@ -20,9 +20,9 @@ from tests.worker_support import WorkerProcess
 ROOT = Path(__file__).resolve().parent.parent
 
 # `make test-pgbouncer` runs the tests marked `pgbouncer` through a PgBouncer in transaction
-# pooling mode (see pgqrs_django.testing.pytest_plugin); test_pgbouncer.py checks that mode.
+# pooling mode (see pgqrs_django.testing.pytest_plugin); test_pgbouncer.py checks that mode
+# (and is skipped, with its reason in the summary, in every other run).
 BOUNCER = pytest_plugin.bouncer
-collect_ignore = [] if BOUNCER is not None else ["test_pgbouncer.py"]
 
 if BOUNCER is not None:
 
@@ -39,13 +39,14 @@ if BOUNCER is not None:
 
 # `make test-queue-db` (PGQRS_TEST_QUEUE_DB=1) puts the pgqrs tables on a second alias; every
 # test that uses a database then gets both, as an application with a queue database would.
+# test_queue_database.py checks that mode and is skipped in every other run.
 QUEUE_DB: str | None = settings.QUEUE_DB
-if QUEUE_DB is None:
-    collect_ignore.append("test_queue_database.py")
-else:
-    # Minutes-long process and server tests that `make test` already runs: they exercise
-    # crashes and a stopped server, not which alias the queries use.
-    collect_ignore += ["test_chaos.py", "test_outage.py"]
+#: For the minutes-long process and server tests (chaos, outage) that `make test` already
+#: runs: they exercise crashes and a stopped server, not which alias the queries use.
+skip_with_a_queue_database = pytest.mark.skipif(
+    QUEUE_DB is not None,
+    reason="`make test` runs it; it tests crashes and a stopped server, not the alias",
+)
 DB_FIXTURES = {"db", "transactional_db", "django_db_reset_sequences", "live_server"}
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
@@ -11,6 +13,14 @@ from pgqrs_django import conf
 def pgqrs_connection() -> BaseDatabaseWrapper:
     """The connection pgqrs queries run on (``PGQRS["DATABASE"]``)."""
     return connections[conf.database()]
+
+
+def server_now() -> dt.datetime:
+    """The pgqrs database server's clock, which leases, delays and ages are measured by:
+    two readings bracket a statement's ``statement_timestamp()`` exactly."""
+    with pgqrs_connection().cursor() as cursor:
+        cursor.execute("SELECT statement_timestamp()")
+        return cursor.fetchone()[0]
 
 
 class SqliteHoldsNothing:

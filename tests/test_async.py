@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
+import os
 
 import pytest
 from asgiref.sync import async_to_sync
+from django.core.exceptions import SynchronousOnlyOperation
 from django.test import AsyncClient
 
 from pgqrs_django import Consumer, PgqrsAdmin, Producer
-from pgqrs_django.models import Archive
+from pgqrs_django.models import Archive, Queue
 
 pytestmark = [pytest.mark.django_db, pytest.mark.pgbouncer]
 
@@ -29,6 +32,22 @@ def test_every_public_method_has_an_async_twin(cls: type) -> None:
         twin = getattr(cls, f"a{name}", None)
         assert twin is not None, f"{cls.__name__}.{name} has no async twin"
         assert inspect.iscoroutinefunction(twin), f"{cls.__name__}.a{name} is not async"
+
+
+def test_django_async_safety_checks_are_on_here_and_in_worker_processes(
+    subprocess_env: dict[str, str],
+) -> None:
+    """Only the browser tests (tests/e2e) may set DJANGO_ALLOW_ASYNC_UNSAFE, and only while
+    their browser is open: a sync ORM call on an event loop fails everywhere else, in this
+    process and in the worker processes the tests start."""
+    assert "DJANGO_ALLOW_ASYNC_UNSAFE" not in os.environ
+    assert "DJANGO_ALLOW_ASYNC_UNSAFE" not in subprocess_env
+
+    async def sync_orm_call_on_the_event_loop() -> int:
+        return Queue.objects.count()
+
+    with pytest.raises(SynchronousOnlyOperation):
+        asyncio.run(sync_orm_call_on_the_event_loop())
 
 
 def test_async_round_trip() -> None:

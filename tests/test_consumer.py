@@ -11,7 +11,7 @@ from pgqrs_django import Consumer, PgqrsAdmin, Producer
 from pgqrs_django.consumer import backoff_delay, error_text
 from pgqrs_django.exceptions import InvalidInput, PayloadNotSerializable
 from pgqrs_django.models import Archive, Message, Queue
-from tests.databases import pgqrs_connection
+from tests.databases import pgqrs_connection, server_now
 from tests.factories import WorkerFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.pgbouncer]
@@ -24,13 +24,18 @@ def test_enqueue_dequeue_archive_round_trip(queue: Queue) -> None:
     assert got is not None
     assert (got.id, got.payload, got.read_ct) == (sent.id, {"hello": "world"}, 1)
     assert got.claimed_at is not None and got.dequeued_at is not None
+    before = server_now()
     assert consumer.archive(got.id, result={"sent": True})
+    after = server_now()
     assert not Message.objects.filter(pk=sent.id).exists()
     row = Archive.objects.get(pk=sent.id)
     assert row.outcome == Archive.Outcome.SUCCEEDED
     assert row.payload == {"hello": "world"} and row.result == {"sent": True}
     assert row.read_ct == 1 and row.enqueued_at == sent.enqueued_at
-    assert row.duration is not None and row.duration >= 0
+    # Without a duration from the caller: from the claim to the archive statement.
+    assert row.duration is not None
+    assert (before - got.claimed_at).total_seconds() <= row.duration
+    assert row.duration <= (after - got.claimed_at).total_seconds()
     assert consumer.dequeue() is None
 
 
@@ -94,14 +99,23 @@ def test_claimed_message_is_invisible_until_its_lease_ends(queue: Queue, shift_t
 
 
 def test_lease_expiry_in_real_time(queue: Queue) -> None:
-    """The one lease test that waits for the clock instead of shifting vt."""
+    """The one lease test that waits for the clock instead of shifting vt. It polls, and
+    judges each poll by the server's clock, so a slow machine only makes it wait longer:
+    a poll that ended before the lease end must find nothing, and the message comes back
+    once the lease has ended."""
     Producer("jobs").enqueue({})
     first, second = Consumer("jobs"), Consumer("jobs")
-    assert first.dequeue(lock_time=0.3) is not None
-    assert second.dequeue() is None
-    time.sleep(0.4)
-    got = second.dequeue()
-    assert got is not None and got.read_ct == 2
+    held = first.dequeue(lock_time=1)
+    assert held is not None
+    lease_end = held.vt
+    deadline = time.monotonic() + 30
+    while (got := second.dequeue()) is None:
+        assert time.monotonic() < deadline, "the lease never ended"
+        time.sleep(0.05)
+    # This poll claimed the message: it ran after the lease end (the next statement's
+    # time is later still).
+    assert server_now() >= lease_end
+    assert got.id == held.id and got.read_ct == 2
     assert not first.archive(got.id)
     assert second.archive(got.id)
 
@@ -210,18 +224,23 @@ def test_fail_backs_off_then_dead_letters_at_max_attempts(queue: Queue, shift_ti
         for attempt in (1, 2):
             got = consumer.dequeue()
             assert got is not None and got.read_ct == attempt
+            # The retry time is the failure's time plus the backoff, by the server's clock:
+            # bracket the failure with two readings of it instead of allowing slack.
+            before = server_now()
             assert consumer.fail(got.id, RuntimeError(f"boom {attempt}"))
+            after = server_now()
             row = Message.objects.get(pk=msg.id)
             assert row.claimed_at is None and f"boom {attempt}" in row.last_error
             assert "Traceback" in row.last_error or "RuntimeError" in row.last_error
-            delays.append((row.vt - got.claimed_at).total_seconds())
+            delays.append(((row.vt - after).total_seconds(), (row.vt - before).total_seconds()))
             assert Message.objects.delayed().filter(pk=msg.id).exists()
             assert consumer.dequeue() is None  # backing off
             shift_time(msg.id, seconds=10_000)
         got = consumer.dequeue()
         assert got is not None and got.read_ct == 3  # == max_attempts
         assert consumer.fail(got.id, "final straw")
-    assert 9 <= delays[0] <= 11 and 19 <= delays[1] <= 21  # 10 s, then 20 s
+    # 10 s, then 20 s, after the failure.
+    assert delays[0][0] <= 10 <= delays[0][1] and delays[1][0] <= 20 <= delays[1][1], delays
     assert not Message.objects.filter(pk=msg.id).exists()
     dead = Archive.objects.get(pk=msg.id)
     assert dead.outcome == Archive.Outcome.DEAD and dead.error == "final straw"

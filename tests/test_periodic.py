@@ -1,5 +1,6 @@
 """Periodic jobs: registration, the scheduler driven tick by tick with an explicit clock,
-missed ticks, and exactly one message per tick with two real worker processes."""
+missed ticks, and exactly one message for every tick with two real worker processes that
+take over from each other."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from django.db import connections
 import pgqrs_django
 from pgqrs_django import PgqrsAdmin, conf, registry, scheduling
 from pgqrs_django.exceptions import InvalidInput
-from pgqrs_django.models import Archive, Message, Schedule
-from tests.test_worker_processes import WorkerProcess, wait_until
+from pgqrs_django.models import Archive, Message, Schedule, Worker
+from tests.worker_support import WorkerProcess, wait_until
 
 UTC = dt.UTC
 
@@ -153,24 +154,50 @@ def test_the_worker_enqueues_a_missed_tick_unless_no_periodic(
 
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-def test_two_workers_enqueue_each_tick_exactly_once(
+def test_two_workers_enqueue_every_tick_exactly_once_and_take_over_from_each_other(
     admin: PgqrsAdmin, subprocess_env: dict[str, str], tmp_path: Any
 ) -> None:
     """Two pgqrs_worker processes run the per-second schedule of tests/testapp/
-    periodic_jobs.py; every tick they saw gave one message, whoever enqueued it."""
+    periodic_jobs.py: A alone, then A and B together, then B alone once A has stopped.
+    Every second from the first tick to the last gave exactly one message, and each worker
+    enqueued some of them."""
     admin.create_queue("ticks")
     args = ["--handler", "tests.testapp.periodic_jobs", "--queue", "ticks", "--log-level", "info"]
-    workers = [WorkerProcess(args, subprocess_env, tmp_path / f"worker-{i}.log") for i in range(2)]
+    workers: list[WorkerProcess] = []
+
+    def start() -> WorkerProcess:
+        worker = WorkerProcess(args, subprocess_env, tmp_path / f"worker-{len(workers)}.log")
+        workers.append(worker)
+        return worker
+
+    def enqueued(worker: WorkerProcess) -> int:
+        return worker.log().count("periodic job tick: enqueued")
+
+    def ticks() -> int:
+        return Message.objects.count() + Archive.objects.count()
+
     try:
-        wait_until(lambda: Archive.objects.count() >= 8, timeout=120, what="8 ticks archived")
+        a = start()
+        wait_until(lambda: enqueued(a) >= 3, timeout=120, what="3 ticks from A alone")
+        b = start()
+        wait_until(lambda: Worker.objects.filter(pid=b.pid).exists(), timeout=120, what="B")
+        together = ticks()
+        wait_until(lambda: ticks() >= together + 3, timeout=60, what="3 ticks from A and B")
+        assert a.stop() == 0, a.log()
+        wait_until(lambda: enqueued(b) >= 3, timeout=60, what="3 ticks from B alone")
     finally:
         codes = [w.stop() for w in workers]
     assert codes == [0, 0], [w.log() for w in workers]
     keys = list(Archive.objects.values_list("dedupe_key", flat=True))
     keys += list(Message.objects.values_list("dedupe_key", flat=True))
-    ticks = [dt.datetime.fromisoformat(key.removeprefix("tick@")) for key in keys]
-    assert len(ticks) == len(set(ticks)) >= 8  # never twice for one tick
-    assert all(t.microsecond == 0 for t in ticks)
-    assert Schedule.objects.get(name="tick").last_tick == max(ticks)
-    enqueued_by = [w.log().count("periodic job tick: enqueued") for w in workers]
-    assert sum(enqueued_by) == len(ticks)
+    seen = sorted(dt.datetime.fromisoformat(key.removeprefix("tick@")) for key in keys)
+    assert len(seen) == len(set(seen))  # never twice for one tick
+    # No tick skipped: one message for every second from the first tick to the last.
+    first, last = seen[0], seen[-1]
+    span = int((last - first).total_seconds())
+    every = [first + dt.timedelta(seconds=s) for s in range(span + 1)]
+    assert seen == every, sorted(set(every) - set(seen))
+    assert Schedule.objects.get(name="tick").last_tick == last
+    # Both took part, and the log accounts for every message.
+    by_worker = [enqueued(w) for w in workers]
+    assert min(by_worker) >= 3 and sum(by_worker) == len(seen), by_worker

@@ -1,5 +1,5 @@
-"""Only collected under `make test-pgbouncer`: proves the suite really runs through PgBouncer
-in transaction pooling mode."""
+"""Only run under `make test-pgbouncer` (skipped otherwise): proves the suite really runs
+through PgBouncer in transaction pooling mode."""
 
 from __future__ import annotations
 
@@ -15,7 +15,13 @@ from pgqrs_django.testing import pytest_plugin
 from tests.testapp.models import Execution
 from tests.worker_support import WorkerProcess, wait_until
 
-pytestmark = [pytest.mark.pgbouncer, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.skipif(
+        pytest_plugin.bouncer is None, reason="runs under `make test-pgbouncer` only"
+    ),
+    pytest.mark.pgbouncer,
+    pytest.mark.django_db(transaction=True),
+]
 
 
 def _clients_of(database: str) -> int:

@@ -79,6 +79,38 @@ def database_clock() -> datetime:
         return cursor.fetchone()[0]
 
 
+def wait_for_backends(
+    application_name: str, ask: Callable[[str, list[Any]], Any], *, gone: bool
+) -> None:
+    """Wait until the database connections of a process started with ``PGAPPNAME`` =
+    ``application_name`` have ended (``gone``: the process was killed) or run nothing (it
+    was frozen). A statement such a process sent before it died or froze still runs, and may
+    commit: look at what the process held only after this. ``ask(sql, params)`` runs one
+    query on another connection and returns its single value. When waiting for a killed
+    process, check beforehand that its connections carry the name."""
+    if not gone:  # the name must be on the connections, or there is nothing to wait for
+        assert ask(
+            "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = %s)",
+            [application_name],
+        ), f"no connection named {application_name}"
+    busy = "" if gone else " AND state = 'active'"
+    deadline = time.monotonic() + 30
+    quiet = 0
+    while quiet < 2:  # twice in a row: a statement just sent may not have started yet
+        if ask(
+            "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = %s"
+            + busy
+            + ")",
+            [application_name],
+        ):
+            quiet = 0
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the connections of {application_name} never settled")
+        else:
+            quiet += 1
+        time.sleep(0.05)
+
+
 def terminate_other_backends() -> int:
     """``pg_terminate_backend`` every other connection to this database; how many."""
     with pgqrs_connection().cursor() as cursor:

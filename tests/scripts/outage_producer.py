@@ -1,5 +1,8 @@
-"""A producer process for tests/test_outage.py: enqueues one message at a time on QUEUE
-until a line arrives on stdin, recording each attempt, then prints one JSON line.
+"""A producer process for tests/test_outage.py: enqueues one message at a time, on each
+QUEUE in turn, every INTERVAL seconds until a line arrives on stdin, recording each attempt,
+then prints one JSON line.
+
+    python -m tests.scripts.outage_producer INTERVAL QUEUE [QUEUE ...]
 
 Each attempt has a number ``n`` (the payload); the report lists the numbers enqueued, and
 the numbers refused with the exception type and message. Any exception other than
@@ -23,10 +26,10 @@ from pgqrs_django import Producer  # noqa: E402
 from pgqrs_django.exceptions import DatabaseUnavailable  # noqa: E402
 
 
-def main(queue: str) -> None:
+def main(interval: float, queues: list[str]) -> None:
     stop = threading.Event()
     threading.Thread(target=lambda: (sys.stdin.readline(), stop.set()), daemon=True).start()
-    producer = Producer(queue)
+    producers = [Producer(queue) for queue in queues]
     sent: list[int] = []
     refused: list[dict[str, object]] = []
     n = 0
@@ -34,7 +37,7 @@ def main(queue: str) -> None:
     while not stop.is_set():
         n += 1
         try:
-            producer.enqueue({"n": n})
+            producers[n % len(producers)].enqueue({"n": n})
         except DatabaseUnavailable as exc:
             refused.append({"n": n, "type": "DatabaseUnavailable", "error": str(exc)})
             time.sleep(0.2)
@@ -44,9 +47,9 @@ def main(queue: str) -> None:
             time.sleep(0.2)
             continue
         sent.append(n)
-        time.sleep(0.01)
+        time.sleep(interval)
     print(json.dumps({"sent": sent, "refused": refused}), flush=True)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(float(sys.argv[1]), sys.argv[2:])

@@ -89,10 +89,11 @@ def trivial(message: Message) -> None:
 
 @pgqrs_django.handler("chaos")
 def chaos(message: Message) -> None:
-    """Records the lease it runs under (tests/test_chaos.py)."""
+    """Records the lease it runs under (tests/test_chaos.py, tests/test_outage.py)."""
     Execution.objects.create(
         msg_id=message.id,
         pid=os.getpid(),
         read_ct=message.read_ct,
         worker_id=message.consumer_id,
     )
+    time.sleep(_sleep_seconds(message))
