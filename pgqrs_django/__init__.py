@@ -13,15 +13,25 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from .admin_api import PgqrsAdmin
     from .consumer import Consumer
+    from .context import current_job
     from .producer import Producer
     from .registry import handler
     from .scheduling import periodic
 
-__all__ = ["Consumer", "PgqrsAdmin", "Producer", "__version__", "handler", "periodic"]
+__all__ = [
+    "Consumer",
+    "PgqrsAdmin",
+    "Producer",
+    "__version__",
+    "current_job",
+    "handler",
+    "periodic",
+]
 
 _LAZY = {
     "Producer": "pgqrs_django.producer",
     "Consumer": "pgqrs_django.consumer",
+    "current_job": "pgqrs_django.context",
     "PgqrsAdmin": "pgqrs_django.admin_api",
     "handler": "pgqrs_django.registry",
     "periodic": "pgqrs_django.scheduling",

@@ -44,6 +44,10 @@ class PayloadTooDeep(PayloadError):
     """The payload nests deeper than ``MAX_PAYLOAD_DEPTH``."""
 
 
+class NoCurrentJob(PgqrsError, LookupError):
+    """``current_job()`` was called outside a handler run by the worker."""
+
+
 class QueueNotFound(PgqrsError, LookupError):
     """No queue with that name exists."""
 

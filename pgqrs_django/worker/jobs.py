@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..consumer import Consumer
+from ..context import JobContext, running
 from ..exceptions import PayloadError
 from ..models import Message, Queue
 from ..registry import Handler
@@ -60,6 +61,10 @@ class Job:
         self.error: BaseException | str | None = None
         self.duration: float | None = None
 
+    def context(self) -> JobContext:
+        """What ``current_job()`` returns while this job's handler runs."""
+        return JobContext(self.msg, self.queue.name, self.queue.consumer.worker_name)
+
     def must_skip(self) -> bool:
         """Whether a lane must not start this job: its lease was lost, or may be gone (the
         database was away and it could not be extended). Running it could run it twice."""
@@ -74,7 +79,9 @@ class Job:
             return
         started = time.perf_counter()
         try:
-            self.result = storable_result(self.queue.handler.func(self.msg), self.msg.id)
+            with running(self.context()):
+                result = self.queue.handler.func(self.msg)
+            self.result = storable_result(result, self.msg.id)
         except BaseException as exc:  # a handler's SystemExit must not kill the lane
             self.error = exc
         self.duration = time.perf_counter() - started
@@ -85,7 +92,9 @@ class Job:
             return
         started = time.perf_counter()
         try:
-            self.result = storable_result(await self.queue.handler.func(self.msg), self.msg.id)
+            with running(self.context()):
+                result = await self.queue.handler.func(self.msg)
+            self.result = storable_result(result, self.msg.id)
         except BaseException as exc:  # CancelledError included: the job did not finish
             self.error = exc
         self.duration = time.perf_counter() - started

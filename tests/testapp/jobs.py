@@ -97,3 +97,17 @@ def chaos(message: Message) -> None:
         worker_id=message.consumer_id,
     )
     time.sleep(_sleep_seconds(message))
+
+
+def job_context(message: Message) -> dict[str, Any]:
+    """Not registered: returns what current_job() says (tests/test_context.py)."""
+    job = pgqrs_django.current_job()
+    return {"id": job.message.id, "queue": job.queue, "attempt": job.attempt, "worker": job.worker}
+
+
+async def job_context_async(message: Message) -> dict[str, Any]:
+    """Not registered: the same from an async handler, and from the sync code it awaits."""
+    job = pgqrs_django.current_job()
+    seen_in_thread = await sync_to_async(pgqrs_django.current_job)()
+    assert seen_in_thread is job
+    return {"id": job.message.id, "queue": job.queue, "attempt": job.attempt, "worker": job.worker}
