@@ -189,7 +189,8 @@ def test_a_bad_variable_is_one_line_and_exit_code_2_in_the_commands(
     worker = _run("pgqrs_worker", "--queue", "never", "--burst", "--skip-checks", env=env)
     assert worker.returncode == 2, worker.stderr
     assert worker.stderr.splitlines() == [
-        "CommandError: environment variable PGQRS_POLL_INTERVAL must be a number > 0, not 'soon'"
+        "pgqrs_worker: error: environment variable PGQRS_POLL_INTERVAL must be a number > 0, "
+        "not 'soon'"
     ]
     check = _run("check", "--tag", "pgqrs", env=env)
     assert check.returncode == 1
